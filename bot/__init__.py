@@ -1,0 +1,1 @@
+"""imaginebot: everything about Discord, people, policy and persistence."""

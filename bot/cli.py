@@ -1,0 +1,55 @@
+"""The `imaginebot` console script: `run`, `imagine`, `migrate`.
+
+Each subcommand loads settings once and hands them to its entry point. A bad setting ends the
+program with one sentence and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.settings import SettingsError, load_settings
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imaginebot", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run the Discord bot (foreground)")
+    imagine = sub.add_parser("imagine", help="generate one grid locally, no Discord")
+    imagine.add_argument("prompt", help='Midjourney-style prompt, e.g. "a red fox --ar 3:2 --seed 7"')
+    imagine.add_argument("-o", "--output", type=Path, default=Path("grid.png"), help="grid file to write")
+    imagine.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sub.add_parser("migrate", help="apply database migrations and exit")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"imaginebot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    if args.command == "migrate":
+        from bot.store.migrate import main as migrate_main
+
+        return migrate_main(settings)
+    if args.command == "imagine":
+        from bot.imagine_cli import main as imagine_main
+
+        return imagine_main(settings, args.prompt, args.output, quiet=args.quiet)
+    from bot.app import main as run_main
+
+    return run_main(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""One settings object, read from the environment and `.env`.
+
+Every knob has the `IMAGINE_` prefix except the two names the ecosystem already uses
+(`DISCORD_TOKEN`, `DATABASE_URL`). `.env.example` lists and explains each one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "SettingsError", "load_settings"]
+
+DEFAULT_MODEL = "stabilityai/sdxl-turbo"
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message names it and says what is expected."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="IMAGINE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    # --- Discord --------------------------------------------------------------------------
+    discord_token: str | None = Field(default=None, validation_alias=AliasChoices("DISCORD_TOKEN"))
+    dev_guild_id: int | None = None
+    """Sync slash commands to this guild only (instant) instead of globally (up to an hour)."""
+
+    # --- storage --------------------------------------------------------------------------
+    data_dir: Path = Path("data")
+    database_url_setting: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL"))
+
+    # --- engine ---------------------------------------------------------------------------
+    model: str = DEFAULT_MODEL
+    """A Hugging Face hub id, a local diffusers folder, or `tiny` (the built-in offline model)."""
+    model_aliases: dict[str, str] = Field(default_factory=dict)
+    """`--v`/`--niji` choices, as JSON: {"6": "stabilityai/sdxl-turbo", "niji": "/models/anime"}."""
+    device: Literal["auto", "cuda", "cpu", "mps"] = "auto"
+    diffusion_upscale: bool = True
+    """U buttons run a diffusion image-to-image pass over the enlarged image; off = plain resampling."""
+
+    # --- limits ---------------------------------------------------------------------------
+    max_prompt_length: int = Field(default=2000, ge=10)
+    max_repeat: int = Field(default=4, ge=1, le=40)
+    max_permutations: int = Field(default=40, ge=1, le=200)
+    max_running_per_owner: int = Field(default=3, ge=1)
+    max_waiting_per_owner: int = Field(default=10, ge=0)
+    attachment_limit_mb: float = Field(default=10.0, gt=0)
+
+    # --- Discord presentation -------------------------------------------------------------
+    progress_interval_s: float = Field(default=2.0, ge=0.5)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("discord_token")
+    @classmethod
+    def _blank_token_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @property
+    def database_url(self) -> str:
+        """`DATABASE_URL`, or an SQLite file in the data dir."""
+        if self.database_url_setting:
+            return self.database_url_setting
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'imaginebot.db').resolve()}"
+
+    @property
+    def attachment_limit_bytes(self) -> int:
+        return int(self.attachment_limit_mb * 1024 * 1024)
+
+
+_ENV_NAMES = {"discord_token": "DISCORD_TOKEN", "database_url_setting": "DATABASE_URL"}
+
+
+def _env_name(field: str) -> str:
+    return _ENV_NAMES.get(field, f"IMAGINE_{field.upper()}")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings; raise `SettingsError` with one sentence naming the bad one."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        given = error.get("input")
+        raise SettingsError(
+            f"Setting {_env_name(field)} is invalid: {error['msg'].lower()} (got {given!r})."
+        ) from None

@@ -1,0 +1,38 @@
+"""The one small protocol every generation backend implements.
+
+A backend is called from a worker thread, never on the event loop. It reports progress through a
+plain callback and checks `cancelled` between denoising steps.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+from engine.types import GenerationRequest, GenerationResult, Progress
+
+__all__ = ["Backend", "ProgressCallback"]
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Turns a request into images, synchronously, on its device."""
+
+    name: str
+
+    def generate(
+        self,
+        request: GenerationRequest,
+        *,
+        on_progress: ProgressCallback,
+        cancelled: threading.Event,
+    ) -> GenerationResult:
+        """Run one job. Raise `JobCancelled` when `cancelled` is set, `GenerationError` on failure."""
+        ...
+
+    def close(self) -> None:
+        """Free the device memory this backend holds."""
+        ...

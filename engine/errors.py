@@ -1,0 +1,64 @@
+"""Engine errors.
+
+EngineError
+├── ModelLoadError        the model could not be loaded (offline, missing folder, bad id)
+├── GenerationError       a backend failed one job (the worker goes on)
+│   └── OutOfMemoryError  the device ran out of memory even with smaller batches
+├── JobCancelled          the job was cancelled before it finished
+└── QueueError            the queue refused a job
+    ├── QueueFull         the owner already has the maximum number of waiting jobs
+    └── QueueClosed       the queue is shutting down
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EngineError",
+    "GenerationError",
+    "JobCancelled",
+    "ModelLoadError",
+    "OutOfMemoryError",
+    "QueueClosed",
+    "QueueError",
+    "QueueFull",
+]
+
+
+class EngineError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+class ModelLoadError(EngineError):
+    """The model could not be loaded; the message says how to fix the setting."""
+
+
+class GenerationError(EngineError):
+    """A backend failed one job; the message is fit to show the job's owner."""
+
+
+class OutOfMemoryError(GenerationError):
+    """The device ran out of memory even after retrying with smaller batches."""
+
+
+class JobCancelled(EngineError):
+    """The job was cancelled before it finished."""
+
+
+class QueueError(EngineError):
+    """The queue refused a job."""
+
+
+class QueueFull(QueueError):
+    """The owner already has the maximum number of jobs waiting."""
+
+    def __init__(self, owner: str, limit: int) -> None:
+        self.owner = owner
+        self.limit = limit
+        super().__init__(
+            f"You already have {limit} jobs waiting, the most allowed; "
+            "wait for one to start or cancel one with /cancel."
+        )
+
+
+class QueueClosed(QueueError):
+    """The queue is shutting down and takes no new jobs."""

@@ -1,0 +1,100 @@
+"""Data that crosses the engine's boundary: what to generate, progress, and what came out.
+
+Everything here is a frozen dataclass of plain values (no tensors, no PIL in requests), so a
+request can later travel to a remote worker unchanged.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+__all__ = [
+    "GRID_SIZE",
+    "GenerationRequest",
+    "GenerationResult",
+    "Mode",
+    "Progress",
+    "WeightedPrompt",
+]
+
+GRID_SIZE = 4
+"""Images per grid; cells are numbered 1 top-left, 2 top-right, 3 bottom-left, 4 bottom-right."""
+
+
+class Mode(enum.StrEnum):
+    TEXT = "text"  # text-to-image: a fresh grid (imagine, re-roll)
+    VARIATION = "variation"  # image-to-image from one cell, `strength` says how far to move
+    UPSCALE = "upscale"  # one image at 2x, keeping its composition
+
+
+@dataclass(frozen=True, slots=True)
+class WeightedPrompt:
+    text: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """What to generate. Midjourney-level knobs; the backend maps them onto its pipeline."""
+
+    prompt: str
+    negative_prompt: str = ""
+    weighted_prompts: tuple[WeightedPrompt, ...] = ()
+    """Multi-prompt parts (`a::2 b::-0.5`); empty means `prompt` alone with weight 1."""
+    aspect_ratio: tuple[int, int] = (1, 1)
+    seed: int = 0
+    """Base seed: image i of a grid uses `seed + i`."""
+    count: int = GRID_SIZE
+    mode: Mode = Mode.TEXT
+    init_image: Path | None = None
+    """Source image for VARIATION and UPSCALE."""
+    strength: float = 0.0
+    """How far VARIATION moves from `init_image` (0..1)."""
+    model: str | None = None
+    """A model alias from settings; None = the default model."""
+    stylize: int = 100
+    chaos: int = 0
+    quality: float = 1.0
+    stop: int = 100
+    tile: bool = False
+    steps: int | None = None
+    cfg: float | None = None
+    sampler: str | None = None
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple((self.seed + i) % 2**32 for i in range(self.count))
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """One progress event; `preview` is a cheap low-resolution look at the current latents."""
+
+    step: int
+    total: int
+    preview: Image.Image | None = None
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.total if self.total else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationResult:
+    """What came out: images in cell order, their seeds, and the recipe that made them."""
+
+    images: tuple[Image.Image, ...]
+    seeds: tuple[int, ...]
+    width: int
+    height: int
+    steps: int
+    cfg: float
+    sampler: str
+    model: str
+    elapsed_s: float = 0.0
+    """Wall time the backend spent on the device for this job (usage is measured from it)."""
+    extra: dict[str, str] = field(default_factory=dict)
