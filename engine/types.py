@@ -14,6 +14,7 @@ from PIL import Image
 
 __all__ = [
     "GRID_SIZE",
+    "SAMPLERS",
     "GenerationRequest",
     "GenerationResult",
     "Mode",
@@ -23,6 +24,10 @@ __all__ = [
 
 GRID_SIZE = 4
 """Images per grid; cells are numbered 1 top-left, 2 top-right, 3 bottom-left, 4 bottom-right."""
+
+
+SAMPLERS = ("euler", "euler_a", "heun", "dpmpp_2m", "dpmpp_2m_karras", "ddim", "unipc", "lcm")
+"""`--sampler` names every backend understands (mapped to diffusers schedulers by the diffusers backend)."""
 
 
 class Mode(enum.StrEnum):
