@@ -6,11 +6,13 @@ Every knob has the `IMAGINE_` prefix except the two names the ecosystem already 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as _SourceError
 
 __all__ = ["Settings", "SettingsError", "load_settings"]
 
@@ -90,6 +92,14 @@ def load_settings(**overrides: object) -> Settings:
     """Read settings; raise `SettingsError` with one sentence naming the bad one."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except _SourceError as exc:
+        # Raised for values that must be JSON (lists, dicts) but are not.
+        match = re.search(r'field "(\w+)"', str(exc))
+        field = match.group(1) if match else "?"
+        raise SettingsError(
+            f"Setting {_env_name(field)} is invalid: it must be JSON, "
+            'like {"niji": "some/model"} for a mapping or ["a", "b"] for a list.'
+        ) from None
     except ValidationError as exc:
         error = exc.errors()[0]
         field = str(error["loc"][0]) if error["loc"] else "?"

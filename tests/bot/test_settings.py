@@ -1,0 +1,93 @@
+"""Settings come from the environment and `.env`; a bad one ends the program with one sentence, exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from bot.settings import SettingsError, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Run from an empty directory so a developer's own .env never leaks in.
+    monkeypatch.chdir(tmp_path)
+    for name in ("DISCORD_TOKEN", "DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("IMAGINE_"):
+            monkeypatch.delenv(name)
+
+
+def test_defaults() -> None:
+    settings = load_settings()
+    assert settings.data_dir == Path("data")
+    assert settings.discord_token is None
+    assert settings.database_url.startswith("sqlite+aiosqlite:///")
+    assert settings.database_url.endswith("/data/imaginebot.db")
+    assert settings.max_running_per_owner == 3
+    assert settings.max_waiting_per_owner == 10
+    assert settings.max_permutations == 40
+
+
+def test_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("DISCORD_TOKEN=from-dotenv\nIMAGINE_MODEL=tiny\nIMAGINE_MAX_REPEAT=2\n")
+    monkeypatch.setenv("IMAGINE_MAX_REPEAT", "3")  # the environment wins over .env
+    monkeypatch.setenv("IMAGINE_MODEL_ALIASES", '{"niji": "some/anime-model"}')
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://u:p@db/imagine")
+    settings = load_settings()
+    assert settings.discord_token == "from-dotenv"
+    assert settings.model == "tiny"
+    assert settings.max_repeat == 3
+    assert settings.model_aliases == {"niji": "some/anime-model"}
+    assert settings.database_url == "postgresql+asyncpg://u:p@db/imagine"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("IMAGINE_MAX_REPEAT", "99", "IMAGINE_MAX_REPEAT"),
+        ("IMAGINE_DEVICE", "tpu", "IMAGINE_DEVICE"),
+        ("IMAGINE_MODEL_ALIASES", "not json", "IMAGINE_MODEL_ALIASES"),
+        ("IMAGINE_PROGRESS_INTERVAL_S", "fast", "IMAGINE_PROGRESS_INTERVAL_S"),
+    ],
+)
+def test_invalid_setting_names_itself(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, fragment: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=fragment):
+        load_settings()
+
+
+def test_cli_exits_2_with_one_sentence(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("IMAGINE_MAX_RUNNING_PER_OWNER", "0")
+    assert main(["migrate"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("imaginebot: Setting IMAGINE_MAX_RUNNING_PER_OWNER is invalid")
+    assert "\n" not in err and "Traceback" not in err
+
+
+def test_console_script_reports_bad_setting_without_traceback(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "IMAGINE_DEVICE": "tpu", "HOME": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "run"],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "IMAGINE_DEVICE" in proc.stderr
+    assert "Traceback" not in proc.stderr
