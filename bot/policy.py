@@ -1,0 +1,242 @@
+"""Who may generate what, and how much: pure functions over plain data.
+
+Nothing here touches Discord or the database; callers load the rules and usage and pass them in.
+
+PolicyError
+├── BannedWord          the prompt contains a word the guild banned
+├── ChannelNotAllowed   the bot does not answer in this channel
+├── QuotaExceeded       the user's jobs or GPU time for today are used up
+├── TooManyJobs         the user already has the most waiting or running jobs allowed
+├── NotJobOwner         the guild restricts buttons to the job's owner
+└── NotAdmin            an admin command was used without Manage Server
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+__all__ = [
+    "BannedWord",
+    "ChannelNotAllowed",
+    "Limits",
+    "NotAdmin",
+    "NotJobOwner",
+    "PolicyError",
+    "QuotaExceeded",
+    "QuotaRuleSpec",
+    "RuleScope",
+    "TooManyJobs",
+    "Usage",
+    "check_banned_words",
+    "check_button_press",
+    "check_channel",
+    "check_job_counts",
+    "check_quota",
+    "day_window",
+    "find_banned_word",
+    "resolve_limits",
+]
+
+
+class PolicyError(Exception):
+    """A request was refused by policy; the message is fit to show the user."""
+
+
+class BannedWord(PolicyError):
+    def __init__(self, word: str) -> None:
+        self.word = word
+        super().__init__(f"Your prompt contains `{word}`, which this server does not allow; rephrase it.")
+
+
+class ChannelNotAllowed(PolicyError):
+    def __init__(self, allowed: Sequence[int]) -> None:
+        self.allowed = tuple(allowed)
+        where = ", ".join(f"<#{c}>" for c in self.allowed)
+        super().__init__(f"I only make images in {where} on this server.")
+
+
+class QuotaExceeded(PolicyError):
+    def __init__(self, what: str, limit: float, resets_at: datetime) -> None:
+        self.what = what
+        self.limit = limit
+        self.resets_at = resets_at
+        stamp = int(resets_at.timestamp())
+        super().__init__(
+            f"You have used today's {_fmt(limit)} {what}; your quota resets <t:{stamp}:R> (<t:{stamp}:t>)."
+        )
+
+
+class TooManyJobs(PolicyError):
+    def __init__(self, state: str, limit: int) -> None:
+        self.state = state
+        self.limit = limit
+        super().__init__(
+            f"You already have {limit} jobs {state}, the most allowed; "
+            "wait for one to finish or cancel one with /cancel."
+        )
+
+
+class NotJobOwner(PolicyError):
+    def __init__(self, owner_id: int) -> None:
+        self.owner_id = owner_id
+        super().__init__(f"On this server only <@{owner_id}> can use the buttons of their own images.")
+
+
+class NotAdmin(PolicyError):
+    def __init__(self) -> None:
+        super().__init__("This command needs the Manage Server permission.")
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+# --- quotas ---------------------------------------------------------------------------------
+
+
+class RuleScope(enum.StrEnum):
+    GUILD = "guild"  # the guild's default for everyone
+    ROLE = "role"
+    USER = "user"
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaRuleSpec:
+    """One stored quota rule. For the per-day limits None means unlimited; for the job-count limits
+    None means "the bot's configured default"."""
+
+    scope: RuleScope
+    target_id: int | None
+    jobs_per_day: int | None = None
+    gpu_minutes_per_day: float | None = None
+    max_waiting: int | None = None
+    max_running: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The limits that apply to one user right now (None = unlimited)."""
+
+    jobs_per_day: int | None
+    gpu_minutes_per_day: float | None
+    max_waiting: int
+    max_running: int
+    source: str = "default"
+    """Which rule decided, for /info: `default`, `guild`, `role`, `user`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What a user has used in the current quota day."""
+
+    jobs: int = 0
+    gpu_seconds: float = 0.0
+
+
+def _most_generous(values: Iterable[float | None]) -> float | None:
+    """None (unlimited) beats any number; otherwise the largest."""
+    best: float | None = 0.0
+    for value in values:
+        if value is None:
+            return None
+        best = value if best is None else max(best, value)
+    return best
+
+
+def resolve_limits(
+    rules: Iterable[QuotaRuleSpec],
+    *,
+    user_id: int,
+    role_ids: Iterable[int] = (),
+    default_max_waiting: int,
+    default_max_running: int,
+) -> Limits:
+    """The most specific rule wins (user > role > guild); among several matching roles, the most generous."""
+    roles = set(role_ids)
+    user_rule: QuotaRuleSpec | None = None
+    role_rules: list[QuotaRuleSpec] = []
+    guild_rule: QuotaRuleSpec | None = None
+    for rule in rules:
+        if rule.scope is RuleScope.USER and rule.target_id == user_id:
+            user_rule = rule
+        elif rule.scope is RuleScope.ROLE and rule.target_id in roles:
+            role_rules.append(rule)
+        elif rule.scope is RuleScope.GUILD:
+            guild_rule = rule
+
+    def counts(rule: QuotaRuleSpec) -> tuple[int, int]:
+        waiting = rule.max_waiting if rule.max_waiting is not None else default_max_waiting
+        running = rule.max_running if rule.max_running is not None else default_max_running
+        return waiting, running
+
+    if user_rule is not None:
+        waiting, running = counts(user_rule)
+        return Limits(user_rule.jobs_per_day, user_rule.gpu_minutes_per_day, waiting, running, "user")
+    if role_rules:
+        jobs = _most_generous(r.jobs_per_day for r in role_rules)
+        minutes = _most_generous(r.gpu_minutes_per_day for r in role_rules)
+        waiting = max(counts(r)[0] for r in role_rules)
+        running = max(counts(r)[1] for r in role_rules)
+        return Limits(None if jobs is None else int(jobs), minutes, waiting, running, "role")
+    if guild_rule is not None:
+        waiting, running = counts(guild_rule)
+        return Limits(guild_rule.jobs_per_day, guild_rule.gpu_minutes_per_day, waiting, running, "guild")
+    return Limits(None, None, default_max_waiting, default_max_running, "default")
+
+
+def day_window(now: datetime) -> tuple[datetime, datetime]:
+    """The quota day containing `now`: UTC midnight to the next UTC midnight."""
+    now = now.astimezone(UTC) if now.tzinfo else now.replace(tzinfo=UTC)
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return start, start + timedelta(days=1)
+
+
+def check_quota(limits: Limits, usage: Usage, *, now: datetime, new_jobs: int = 1) -> None:
+    """Raise `QuotaExceeded` if `new_jobs` more jobs would go over today's limits."""
+    _, resets_at = day_window(now)
+    if limits.jobs_per_day is not None and usage.jobs + new_jobs > limits.jobs_per_day:
+        raise QuotaExceeded("jobs", limits.jobs_per_day, resets_at)
+    # GPU time is only known after a job ran, so refuse once the minutes are used up.
+    if limits.gpu_minutes_per_day is not None and usage.gpu_seconds >= limits.gpu_minutes_per_day * 60:
+        raise QuotaExceeded("GPU minutes", limits.gpu_minutes_per_day, resets_at)
+
+
+def check_job_counts(limits: Limits, *, waiting: int, running: int, new_jobs: int = 1) -> None:
+    """Raise `TooManyJobs` if `new_jobs` more would exceed the user's waiting plus running allowance."""
+    # A new job runs at once while one of the user's running slots is free; only the rest wait.
+    free_running = max(0, limits.max_running - running)
+    if waiting + new_jobs > limits.max_waiting + free_running:
+        raise TooManyJobs("waiting", limits.max_waiting)
+
+
+# --- words and places -----------------------------------------------------------------------
+
+
+def find_banned_word(text: str, banned: Iterable[str]) -> str | None:
+    """The first banned word or phrase found in `text` as a whole word, case-insensitively."""
+    lowered = text.casefold()
+    for word in banned:
+        word = word.strip()
+        if word and re.search(rf"(?<!\w){re.escape(word.casefold())}(?!\w)", lowered):
+            return word
+    return None
+
+
+def check_banned_words(text: str, banned: Iterable[str]) -> None:
+    if (word := find_banned_word(text, banned)) is not None:
+        raise BannedWord(word)
+
+
+def check_channel(channel_id: int, allowed: Sequence[int]) -> None:
+    """An empty allow-list means every channel."""
+    if allowed and channel_id not in allowed:
+        raise ChannelNotAllowed(allowed)
+
+
+def check_button_press(*, presser_id: int, owner_id: int, owner_only: bool) -> None:
+    if owner_only and presser_id != owner_id:
+        raise NotJobOwner(owner_id)
