@@ -91,3 +91,15 @@ def test_console_script_reports_bad_setting_without_traceback(tmp_path: Path) ->
     assert proc.returncode == 2
     assert "IMAGINE_DEVICE" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_env_example_loads_and_lists_every_setting(tmp_path: Path) -> None:
+    example = (ROOT / ".env.example").read_text(encoding="utf-8")
+    (tmp_path / ".env").write_text(example)
+    settings = load_settings()  # every line of the example is valid as written
+    listed = {line.split("=", 1)[0] for line in example.splitlines() if line and not line.startswith("#")}
+    expected = {
+        field.validation_alias.choices[0] if field.validation_alias else f"IMAGINE_{name.upper()}"  # type: ignore[union-attr]
+        for name, field in type(settings).model_fields.items()
+    }
+    assert listed == expected
