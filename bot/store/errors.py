@@ -1,0 +1,42 @@
+"""Store errors.
+
+StoreError
+├── DatabaseUnavailable  the database URL is wrong or the server cannot be reached
+├── MigrationError       applying the migrations failed (the database is left as it was)
+├── JobNotFound          no job has the given id
+└── JobStateError        the job is not in a state that allows the change (e.g. finishing it twice)
+"""
+
+from __future__ import annotations
+
+__all__ = ["DatabaseUnavailable", "JobNotFound", "JobStateError", "MigrationError", "StoreError"]
+
+
+class StoreError(Exception):
+    """Base class of every error the store raises on purpose."""
+
+
+class DatabaseUnavailable(StoreError):
+    """The database could not be opened; the message names the URL (password hidden) and the fix."""
+
+
+class MigrationError(StoreError):
+    """Applying or reverting migrations failed; the transaction was rolled back."""
+
+
+class JobNotFound(StoreError):
+    """No job has this id."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"No job with id {job_id!r}; it may have been deleted.")
+
+
+class JobStateError(StoreError):
+    """The job's status does not allow the requested change."""
+
+    def __init__(self, job_id: str, status: str, wanted: str) -> None:
+        self.job_id = job_id
+        self.status = status
+        self.wanted = wanted
+        super().__init__(f"Job {job_id} is {status}, so it cannot become {wanted}.")
