@@ -5,6 +5,7 @@ EngineError
 ├── GenerationError       a backend failed one job (the worker goes on)
 │   └── OutOfMemoryError  the device ran out of memory even with smaller batches
 ├── JobCancelled          the job was cancelled before it finished
+│   └── JobInterrupted    the queue shut down first; the job may run again after a restart
 └── QueueError            the queue refused a job
     ├── QueueFull         the owner already has the maximum number of waiting jobs
     └── QueueClosed       the queue is shutting down
@@ -16,6 +17,7 @@ __all__ = [
     "EngineError",
     "GenerationError",
     "JobCancelled",
+    "JobInterrupted",
     "ModelLoadError",
     "OutOfMemoryError",
     "QueueClosed",
@@ -42,6 +44,10 @@ class OutOfMemoryError(GenerationError):
 
 class JobCancelled(EngineError):
     """The job was cancelled before it finished."""
+
+
+class JobInterrupted(JobCancelled):
+    """The queue shut down before the job finished; nobody cancelled it, so it may be run again."""
 
 
 class QueueError(EngineError):

@@ -1,0 +1,108 @@
+"""A backend that only waits, as a GPU would, leaving the CPU free: for queue tests and benchmarks.
+
+It honours the backend protocol fully: progress every step, cancellation between steps (and
+while waiting), failures on demand, and a `gate` that holds every step so a test can decide
+exactly when a job may move on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from PIL import Image
+
+from engine.backend import ProgressCallback
+from engine.errors import JobCancelled
+from engine.types import GenerationRequest, GenerationResult, Progress
+
+__all__ = ["SimulatedBackend"]
+
+_LONG_EDGE = 64
+
+
+class SimulatedBackend:
+    """Takes `seconds` per job in `steps` steps and returns plain-coloured images."""
+
+    def __init__(
+        self,
+        *,
+        seconds: float = 0.05,
+        steps: int = 10,
+        name: str = "simulated",
+        previews: bool = False,
+        fail: Callable[[GenerationRequest], BaseException | None] | None = None,
+        gate: threading.Event | None = None,
+    ) -> None:
+        """`fail(request)` returns an exception to raise at the first step, or None.
+
+        `gate`, when given, must be set for any step to run; clear it to hold every job where it is.
+        """
+        if seconds < 0 or steps < 1:
+            raise ValueError(f"need seconds >= 0 and steps >= 1; got seconds={seconds}, steps={steps}")
+        self.name = name
+        self.seconds = seconds
+        self.steps = steps
+        self.previews = previews
+        self._fail = fail
+        self._gate = gate
+        self.calls: list[GenerationRequest] = []
+        """Requests in the order they started (appended on the device thread)."""
+        self.closed = False
+
+    def generate(
+        self,
+        request: GenerationRequest,
+        *,
+        on_progress: ProgressCallback,
+        cancelled: threading.Event,
+    ) -> GenerationResult:
+        """Wait through the steps like a denoising loop, then return one image per seed."""
+        self.calls.append(request)
+        began = time.monotonic()
+        for step in range(1, self.steps + 1):
+            self._wait_for_gate(cancelled)
+            if cancelled.is_set():
+                raise JobCancelled(f"Cancelled at step {step} of {self.steps}.")
+            if step == 1 and self._fail is not None and (error := self._fail(request)) is not None:
+                raise error
+            # Wait until this step's deadline rather than for a fixed slice, so timer overshoot
+            # does not add up over the steps; a cancel ends the wait at once.
+            deadline = began + self.seconds * step / self.steps
+            remaining = deadline - time.monotonic()
+            if remaining > 0 and cancelled.wait(remaining):
+                raise JobCancelled(f"Cancelled at step {step} of {self.steps}.")
+            preview = Image.new("RGB", (8, 8), _colour(request.seed)) if self.previews else None
+            on_progress(Progress(step=step, total=self.steps, preview=preview))
+        width, height = _size(request.aspect_ratio)
+        return GenerationResult(
+            images=tuple(Image.new("RGB", (width, height), _colour(seed)) for seed in request.seeds),
+            seeds=request.seeds,
+            width=width,
+            height=height,
+            steps=self.steps,
+            cfg=request.cfg if request.cfg is not None else 7.0,
+            sampler=request.sampler or "euler",
+            model=self.name,
+            elapsed_s=time.monotonic() - began,
+        )
+
+    def _wait_for_gate(self, cancelled: threading.Event) -> None:
+        # Poll so a cancel is seen while held; 5 ms is plenty for tests.
+        while self._gate is not None and not self._gate.wait(0.005):
+            if cancelled.is_set():
+                return
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _size(aspect_ratio: tuple[int, int]) -> tuple[int, int]:
+    w, h = aspect_ratio
+    scale = _LONG_EDGE / max(w, h)
+    return max(8, round(w * scale / 8) * 8), max(8, round(h * scale / 8) * 8)
+
+
+def _colour(seed: int) -> tuple[int, int, int]:
+    return (seed * 67 % 256, seed * 131 % 256, seed * 197 % 256)
