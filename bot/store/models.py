@@ -184,9 +184,14 @@ class Job(Base):
     """The posted image (grid, or the single upscaled image), relative to the data dir."""
 
     images: Mapped[list[Image]] = relationship(
-        back_populates="job", order_by="Image.index", cascade="all, delete-orphan", passive_deletes=True
+        back_populates="job",
+        order_by="Image.index",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        lazy="selectin",  # always wanted with the job, and async code cannot lazy-load
     )
-    parent: Mapped[Job | None] = relationship(remote_side=[id])
+    parent: Mapped[Job | None] = relationship(remote_side=[id], lazy="raise_on_sql")
+    """Only when already loaded; otherwise fetch it with `queries.get_job(session, job.parent_id)`."""
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.kind} {self.status}>"
@@ -207,7 +212,7 @@ class Image(Base):
     path: Mapped[str] = mapped_column(String(500))
     """Relative to the data dir, so the data dir can move."""
 
-    job: Mapped[Job] = relationship(back_populates="images")
+    job: Mapped[Job] = relationship(back_populates="images", lazy="raise_on_sql")
 
     def __repr__(self) -> str:
         return f"<Image {self.job_id}#{self.index} {self.width}x{self.height}>"
