@@ -46,7 +46,7 @@ class SimulatedBackend:
         self.steps = steps
         self.previews = previews
         self._fail = fail
-        self._gate = gate
+        self.gate = gate
         self.calls: list[GenerationRequest] = []
         """Requests in the order they started (appended on the device thread)."""
         self.closed = False
@@ -90,7 +90,7 @@ class SimulatedBackend:
 
     def _wait_for_gate(self, cancelled: threading.Event) -> None:
         # Poll so a cancel is seen while held; 5 ms is plenty for tests.
-        while self._gate is not None and not self._gate.wait(0.005):
+        while self.gate is not None and not self.gate.wait(0.005):
             if cancelled.is_set():
                 return
 
