@@ -1,0 +1,451 @@
+"""`FakeDiscord`: a loopback Discord (REST + gateway) on 127.0.0.1 that the real discord.py client
+talks to, plus the driving API tests use to act as users (slash commands, clicks, modal submits).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakediscord import commands as cmd
+from tests.fakediscord.gateway import GatewaySession, handle_gateway
+from tests.fakediscord.interactions import (
+    APPLICATION_COMMAND,
+    AUTOCOMPLETE,
+    COMPONENT,
+    MODAL_SUBMIT,
+    InteractionRoutes,
+)
+from tests.fakediscord.payloads import (
+    JSON,
+    FakeChannel,
+    FakeGuild,
+    FakeMember,
+    FakeUser,
+    World,
+    default_guild,
+    new_snowflake,
+)
+from tests.fakediscord.rest import Failure, RestApi
+from tests.fakediscord.rules import error_body
+from tests.fakediscord.state import FakeState, InteractionRecord, MessageRecord
+
+__all__ = ["FakeConfig", "FakeDiscord", "FakeDiscordError"]
+
+ALL_PERMISSIONS = (1 << 41) - 1
+UserLike = FakeMember | FakeUser | int
+
+
+class FakeDiscordError(Exception):
+    """A test asked the fake for something Discord's client would not let a user do."""
+
+
+@dataclass(frozen=True)
+class FakeConfig:
+    """Knobs for one fake; production values by default."""
+
+    heartbeat_interval_ms: int = 41_250
+    ack_deadline_s: float = 3.0
+    token_lifetime_s: float = 15 * 60
+    attachment_size_limit: int = 10 * 1024 * 1024
+    max_content_length: int = 2000
+    bot_token: str | None = None
+    """If set, REST calls must carry `Authorization: Bot <this>` (else 401, as for a bad token)."""
+
+
+def default_world() -> World:
+    bot = FakeUser(id=new_snowflake(), name="imaginebot", bot=True)
+    owner = FakeUser(id=new_snowflake(), name="owner")
+    return World(bot_user=bot, application_id=bot.id, owner=owner, guilds=(default_guild(owner=owner),))
+
+
+class FakeDiscord:
+    """The fake server; `async with FakeDiscord() as fake:` starts it on a free port."""
+
+    def __init__(self, config: FakeConfig | None = None, *, world: World | None = None) -> None:
+        self.config = config or FakeConfig()
+        self.world = world or default_world()
+        self.state = FakeState()
+        self.sessions: list[GatewaySession] = []
+        self.tokens: dict[str, InteractionRecord] = {}
+        self._dm_channels: dict[int, FakeChannel] = {}
+        self.interactions = InteractionRoutes(self)
+        self.rest = RestApi(self)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on 127.0.0.1 at a free port."""
+        app = web.Application(client_max_size=1024**3)
+        app.router.add_get("/gateway/", self._gateway)
+        app.router.add_get("/attachments/{aid}/{filename}", self._serve_attachment)
+        app.router.add_route("*", "/{tail:.*}", self.rest.handle)
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        assert server.sockets
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def close(self) -> None:
+        """Close gateway connections (code 1000) and stop listening."""
+        for session in list(self.sessions):
+            await session.ws.close(code=1000)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeDiscord:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        """What `discord.http.Route.BASE` must be set to."""
+        return f"{self.url}/api/v10"
+
+    @property
+    def gateway_url(self) -> str:
+        """What `DiscordWebSocket.DEFAULT_GATEWAY` must be set to (the trailing slash matters)."""
+        return f"ws://127.0.0.1:{self.port}/gateway/"
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        return await handle_gateway(self, request)
+
+    async def _serve_attachment(self, request: web.Request) -> web.Response:
+        aid = int(request.match_info["aid"])
+        for message in self.state.messages.values():
+            for attachment in message.attachments:
+                if attachment.id == aid:
+                    return web.Response(body=attachment.data, content_type=attachment.content_type)
+        return web.Response(status=404)
+
+    # --- the world -----------------------------------------------------------------------------------
+
+    @property
+    def bot_user(self) -> FakeUser:
+        return self.world.bot_user
+
+    @property
+    def guild(self) -> FakeGuild:
+        """The first (usually only) guild."""
+        return self.world.guilds[0]
+
+    @property
+    def channel(self) -> FakeChannel:
+        """The first guild's first channel (#general)."""
+        return self.guild.channels[0]
+
+    @property
+    def admin(self) -> FakeMember:
+        """The guild owner, with every permission."""
+        return self.guild.members[0]
+
+    @property
+    def member(self) -> FakeMember:
+        """A plain member without Manage Server."""
+        return self.guild.members[1]
+
+    @property
+    def other_member(self) -> FakeMember:
+        """A second plain member."""
+        return self.guild.members[2]
+
+    def find_channel(self, channel_id: int) -> FakeChannel | None:
+        for guild in self.world.guilds:
+            for channel in guild.channels:
+                if channel.id == channel_id:
+                    return channel
+        return next((c for c in self._dm_channels.values() if c.id == channel_id), None)
+
+    def dm_channel(self, user: FakeUser) -> FakeChannel:
+        """The bot's DM channel with this user (created on first use)."""
+        if user.id not in self._dm_channels:
+            self._dm_channels[user.id] = FakeChannel(id=new_snowflake(), name="", type=1, recipient=user)
+        return self._dm_channels[user.id]
+
+    # --- waiting and reading -------------------------------------------------------------------------
+
+    async def wait_for(
+        self,
+        predicate: Callable[[FakeState], bool],
+        *,
+        timeout: float = 5.0,  # noqa: ASYNC109 - a bounded wait is this helper's API
+        what: str = "",
+    ) -> None:
+        """Wait until `predicate(state)` holds (raises `WaitTimeout` after `timeout`)."""
+        await self.state.wait_for(predicate, timeout=timeout, what=what)
+
+    async def wait_for_message(
+        self,
+        predicate: Callable[[MessageRecord], bool] = lambda _: True,
+        *,
+        channel: FakeChannel | int | None = None,
+        timeout: float = 5.0,  # noqa: ASYNC109 - a bounded wait is this helper's API
+        after: int = 0,
+    ) -> MessageRecord:
+        """The first live message (id > `after`, in `channel` if given) matching `predicate`; waits."""
+        channel_id = channel.id if isinstance(channel, FakeChannel) else channel
+        found: list[MessageRecord] = []
+
+        def check(state: FakeState) -> bool:
+            for message in state.all_messages():
+                if message.id > after and channel_id in (None, message.channel_id) and predicate(message):
+                    found.append(message)
+                    return True
+            return False
+
+        await self.wait_for(check, timeout=timeout, what="a matching message")
+        return found[0]
+
+    def messages_in(self, channel: FakeChannel | int | None = None) -> list[MessageRecord]:
+        """Live messages in a channel (default #general), oldest first, ephemeral ones included."""
+        channel = channel or self.channel
+        return self.state.messages_in(channel.id if isinstance(channel, FakeChannel) else channel)
+
+    async def wait_until_identified(self, timeout: float = 5.0) -> GatewaySession:  # noqa: ASYNC109 - a bounded wait is this helper's API
+        await self.wait_for(
+            lambda _: any(s.ready for s in self.sessions), timeout=timeout, what="a bot to IDENTIFY"
+        )
+        return next(s for s in self.sessions if s.ready)
+
+    # --- rules and failures --------------------------------------------------------------------------
+
+    def expire_token(self, token: str | InteractionRecord) -> None:
+        """Make this interaction's token expire now: its webhooks answer 401 Invalid Webhook Token."""
+        record = token if isinstance(token, InteractionRecord) else self.tokens[token]
+        record.token_expired = True
+
+    def fail_next(
+        self,
+        route_pattern: str,
+        status: int = 503,
+        times: int = 1,
+        *,
+        code: int = 0,
+        message: str | None = None,
+    ) -> None:
+        """Answer the next `times` requests matching `route_pattern` with `status`.
+
+        The pattern is an fnmatch pattern over the path after `/api/v10` (`/channels/*/messages`),
+        optionally prefixed with a method (`POST /webhooks/*`).
+        """
+        text = message or ("You are being rate limited." if status == 429 else f"{status}: injected failure")
+        body = error_body(code, text)
+        if status == 429:
+            body |= {"retry_after": 0.1, "global": False}
+        self.rest.failures.append(Failure(route_pattern, status, times, body))
+
+    async def dispatch(self, event: str, data: JSON) -> None:
+        """Send a gateway dispatch to every identified client."""
+        session = await self.wait_until_identified()
+        for other in [session, *(s for s in self.sessions if s.ready and s is not session)]:
+            await other.dispatch(event, data)
+
+    # --- acting as users -----------------------------------------------------------------------------
+
+    def _member(self, user: UserLike | None, guild: FakeGuild) -> FakeMember:
+        if user is None:
+            return self.member if guild is self.guild else guild.members[0]
+        if isinstance(user, FakeMember):
+            return user
+        user_id = user if isinstance(user, int) else user.id
+        member = guild.member(user_id)
+        if member is not None:
+            return member
+        if isinstance(user, int):
+            raise FakeDiscordError(f"user {user} is not a member of {guild.name!r}")
+        return FakeMember(user=user)
+
+    async def _interact(
+        self,
+        kind: int,
+        data: JSON,
+        *,
+        member: FakeMember,
+        guild: FakeGuild,
+        channel: FakeChannel,
+        permissions: int | None,
+        message: MessageRecord | None = None,
+        locale: str = "en-US",
+    ) -> InteractionRecord:
+        await self.wait_until_identified()
+        interaction_id = new_snowflake()
+        token = f"aW50ZXJhY3Rpb246{interaction_id}:" + secrets.token_urlsafe(24)
+        resolved_member = FakeMember(
+            member.user, member.roles, member.permissions if permissions is None else permissions, member.nick
+        )
+        payload: JSON = {
+            "id": str(interaction_id),
+            "application_id": str(self.world.application_id),
+            "type": kind,
+            "data": data,
+            "guild_id": str(guild.id),
+            "channel_id": str(channel.id),
+            "channel": channel.to_payload() | {"permissions": str(resolved_member.permissions)},
+            "member": resolved_member.to_payload(with_permissions=True),
+            "token": token,
+            "version": 1,
+            "app_permissions": str(ALL_PERMISSIONS),
+            "locale": locale,
+            "guild_locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": str(guild.id)},
+            "context": 0,
+            "attachment_size_limit": self.config.attachment_size_limit,
+        }
+        if message is not None:
+            payload["message"] = message.to_payload(self.url)
+        record = InteractionRecord(
+            id=interaction_id,
+            token=token,
+            type=kind,
+            data=data,
+            user=member.user,
+            guild_id=guild.id,
+            channel_id=channel.id,
+            payload=payload,
+            dispatched_at=time.monotonic(),
+            state=self.state,
+            message_id=message.id if message is not None else None,
+        )
+        self.state.interactions[interaction_id] = record
+        self.tokens[token] = record
+        await self.dispatch("INTERACTION_CREATE", payload)
+        self.state.notify()
+        return record
+
+    def _place(
+        self, guild: FakeGuild | None, channel: FakeChannel | str | int | None
+    ) -> tuple[FakeGuild, FakeChannel]:
+        guild = guild or self.guild
+        if channel is None:
+            return guild, guild.channels[0]
+        if isinstance(channel, FakeChannel):
+            return guild, channel
+        return guild, guild.channel(channel)
+
+    async def slash(
+        self,
+        name: str,
+        options: Mapping[str, Any] | None = None,
+        *,
+        user: UserLike | None = None,
+        guild: FakeGuild | None = None,
+        channel: FakeChannel | str | int | None = None,
+        permissions: int | None = None,
+        locale: str = "en-US",
+    ) -> InteractionRecord:
+        """Invoke a synced slash command as `user` (default: a plain member) and return its record.
+
+        `name` may name a subcommand: "settings quota set". Option values are converted by the synced
+        option types; users, roles and channels may be given as objects or ids and come with `resolved`.
+        """
+        guild, place = self._place(guild, channel)
+        member = self._member(user, guild)
+        perms = member.permissions if permissions is None else permissions
+        data = cmd.build_command_data(self, name, dict(options or {}), guild=guild, permissions=perms)
+        return await self._interact(
+            APPLICATION_COMMAND,
+            data,
+            member=member,
+            guild=guild,
+            channel=place,
+            permissions=permissions,
+            locale=locale,
+        )
+
+    async def autocomplete(
+        self,
+        name: str,
+        options: Mapping[str, Any],
+        *,
+        focused: str,
+        user: UserLike | None = None,
+        guild: FakeGuild | None = None,
+        channel: FakeChannel | str | int | None = None,
+    ) -> InteractionRecord:
+        """Send an autocomplete request (type 4) with `focused` as the option being typed."""
+        guild, place = self._place(guild, channel)
+        member = self._member(user, guild)
+        data = cmd.build_command_data(
+            self, name, dict(options), guild=guild, permissions=member.permissions, focused=focused
+        )
+        return await self._interact(
+            AUTOCOMPLETE, data, member=member, guild=guild, channel=place, permissions=None
+        )
+
+    async def click(
+        self,
+        message: MessageRecord | int,
+        custom_id: str,
+        *,
+        user: UserLike | None = None,
+        values: list[str] | None = None,
+        permissions: int | None = None,
+    ) -> InteractionRecord:
+        """Click the button (or pick `values` in the select) with `custom_id` on `message` as `user`."""
+        record = message if isinstance(message, MessageRecord) else self.state.messages[message]
+        if record.deleted:
+            raise FakeDiscordError(f"message {record.id} was deleted; nobody can click it")
+        component = cmd.find_component(record, custom_id)
+        data: JSON = {"custom_id": custom_id, "component_type": component["type"]}
+        if component["type"] != 2:
+            data["values"] = list(values or [])
+        channel = self.find_channel(record.channel_id)
+        assert channel is not None
+        guild = self.world.guild(record.guild_id) if record.guild_id else self.guild
+        member = self._member(user, guild)
+        return await self._interact(
+            COMPONENT,
+            data,
+            member=member,
+            guild=guild,
+            channel=channel,
+            permissions=permissions,
+            message=record,
+        )
+
+    async def submit_modal(
+        self,
+        interaction: InteractionRecord,
+        custom_id: str | None = None,
+        values: Mapping[str, str | list[str]] | None = None,
+        *,
+        user: UserLike | None = None,
+    ) -> InteractionRecord:
+        """Submit the modal the bot opened in answer to `interaction`, filling fields by custom_id."""
+        modal = interaction.modal
+        if modal is None and custom_id is None:
+            raise FakeDiscordError(
+                f"the bot opened no modal for {interaction}; pass custom_id to submit anyway"
+            )
+        if modal is not None and custom_id not in (None, modal["custom_id"]):
+            raise FakeDiscordError(f"the open modal is {modal['custom_id']!r}, not {custom_id!r}")
+        fields = dict(values or {})
+        components = cmd.modal_submission(modal, fields) if modal else cmd.plain_submission(fields)
+        data: JSON = {"custom_id": custom_id or (modal or {})["custom_id"], "components": components}
+        guild = self.world.guild(interaction.guild_id) if interaction.guild_id else self.guild
+        channel = self.find_channel(interaction.channel_id)
+        assert channel is not None
+        member = self._member(user if user is not None else interaction.user, guild)
+        source = self.state.messages.get(interaction.message_id) if interaction.message_id else None
+        return await self._interact(
+            MODAL_SUBMIT, data, member=member, guild=guild, channel=channel, permissions=None, message=source
+        )
