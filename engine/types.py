@@ -15,6 +15,8 @@ from PIL import Image
 __all__ = [
     "GRID_SIZE",
     "SAMPLERS",
+    "VARY_STRONG",
+    "VARY_SUBTLE",
     "GenerationRequest",
     "GenerationResult",
     "Mode",
@@ -28,6 +30,12 @@ GRID_SIZE = 4
 
 SAMPLERS = ("euler", "euler_a", "heun", "dpmpp_2m", "dpmpp_2m_karras", "ddim", "unipc", "lcm")
 """`--sampler` names every backend understands (mapped to diffusers schedulers by the diffusers backend)."""
+
+
+VARY_STRONG = 0.6
+"""Image-to-image strength of V1–V4 and Vary (Strong): a new take that keeps the cell's layout and palette."""
+VARY_SUBTLE = 0.35
+"""Image-to-image strength of Vary (Subtle): the same picture with small changes."""
 
 
 class Mode(enum.StrEnum):
