@@ -1,0 +1,137 @@
+"""The Discord side of a job's life: its own channel message, edited as the job moves on.
+
+Everything goes through the channel endpoints with the bot's own token, never the interaction
+token (which dies after 15 minutes), so a job that finishes late still shows up. Transient Discord
+failures (5xx, timeouts, connection resets) are retried with backoff; a message that vanished is
+posted again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import discord
+from PIL import Image
+
+from bot import render
+from bot.jobs import JobCard
+
+__all__ = ["DiscordPresenter", "with_retries"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RETRY_DELAYS_S = (0.5, 2.0, 5.0)
+
+
+def _transient(error: BaseException) -> bool:
+    if isinstance(error, discord.DiscordServerError):
+        return True
+    if isinstance(error, discord.HTTPException):
+        return error.status in (408, 429) or error.status >= 500
+    return isinstance(error, TimeoutError | aiohttp.ClientError | ConnectionError)
+
+
+async def with_retries(
+    action: Callable[[], Awaitable[T]], *, what: str, delays: tuple[float, ...] = RETRY_DELAYS_S
+) -> T:
+    """Run `action`, retrying transient Discord failures after each of `delays` seconds."""
+    for delay in (*delays, None):
+        try:
+            return await action()
+        except Exception as exc:
+            if delay is None or not _transient(exc):
+                raise
+            log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+class DiscordPresenter:
+    """Implements `bot.jobs.Presenter` over a discord.py client's REST API."""
+
+    def __init__(self, client: discord.Client, *, retry_delays: tuple[float, ...] = RETRY_DELAYS_S) -> None:
+        self.client = client
+        self.retry_delays = retry_delays
+
+    def _channel(self, card: JobCard) -> discord.PartialMessageable:
+        return self.client.get_partial_messageable(card.channel_id, guild_id=card.guild_id)
+
+    async def _send(self, card: JobCard, make: Callable[[], dict[str, Any]]) -> int:
+        async def send() -> int:
+            # Fresh kwargs per try: discord.py closes the files it uploaded.
+            message = await self._channel(card).send(
+                allowed_mentions=render.only_mention(card.user_id), **make()
+            )
+            return message.id
+
+        return await with_retries(send, what=f"posting job {card.job_id}", delays=self.retry_delays)
+
+    async def _edit_or_send(self, card: JobCard, make: Callable[[], dict[str, Any]]) -> int:
+        """Edit the job's message; post a new one if it is gone (deleted, or never posted)."""
+        if card.message_id is not None:
+            message = self._channel(card).get_partial_message(card.message_id)
+
+            async def edit() -> int:
+                await message.edit(allowed_mentions=render.only_mention(card.user_id), **make())
+                return message.id
+
+            try:
+                return await with_retries(edit, what=f"editing job {card.job_id}", delays=self.retry_delays)
+            except (discord.NotFound, discord.Forbidden) as exc:
+                log.warning("job %s: its message is gone (%s); posting a new one", card.job_id, exc.status)
+        return await self._send(card, make)
+
+    async def show_waiting(self, card: JobCard) -> int | None:
+        try:
+            return await self._send(card, lambda: {"content": render.waiting_content(card)})
+        except discord.HTTPException as exc:
+            log.error("job %s: cannot post its message: %s", card.job_id, exc)
+            return None
+
+    async def show_progress(self, card: JobCard, percent: int, preview: Image.Image | None) -> None:
+        if card.message_id is None:
+            return
+        attachments = [render.preview_file(preview)] if preview is not None else []
+        try:
+            message = self._channel(card).get_partial_message(card.message_id)
+            # One try only: a lost progress edit is replaced by the next one anyway.
+            await message.edit(content=render.progress_content(card, percent), attachments=attachments)
+        except (discord.HTTPException, TimeoutError, aiohttp.ClientError) as exc:
+            log.warning("job %s: progress edit failed: %s", card.job_id, exc)
+
+    async def show_result(self, card: JobCard, attachment: Path) -> int | None:
+        try:
+            return await self._edit_or_send(
+                card,
+                lambda: {
+                    "content": render.result_content(card),
+                    "attachments": [render.attachment_file(attachment)],
+                    "view": _unstored(render.result_view(card)),
+                },
+            )
+        except discord.HTTPException as exc:
+            log.error("job %s: cannot post its result (use /show %s): %s", card.job_id, card.job_id, exc)
+            return None
+
+    async def show_failure(self, card: JobCard, reason: str) -> None:
+        content = (
+            render.cancelled_content(card) if reason == "cancelled" else render.failed_content(card, reason)
+        )
+        try:
+            await self._edit_or_send(card, lambda: {"content": content, "attachments": [], "view": None})
+        except discord.HTTPException as exc:
+            log.error("job %s: cannot tell its owner it failed: %s", card.job_id, exc)
+
+
+def _unstored(view: discord.ui.View) -> discord.ui.View:
+    """A stopped view still renders its buttons, but discord.py does not keep it in memory per message;
+    the registered `DynamicItem` classes answer the clicks instead."""
+    view.stop()
+    return view

@@ -1,0 +1,215 @@
+"""The one place that turns jobs and data into Discord message content, views and files.
+
+Content follows Midjourney's wording: `**<prompt>** - <@user> (Waiting to start)`, `(37%)`, then the
+result. Mentions are limited to the job's owner so a prompt can never ping `@everyone`.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import discord
+from PIL import Image
+
+from bot.jobs import ButtonAction, JobCard
+from bot.store.models import Job, JobKind, JobStatus
+from bot.views import GridButton, SettingsButton, SettingsSelect
+
+__all__ = [
+    "ASPECT_PRESETS",
+    "STYLIZE_PRESETS",
+    "JobCard",
+    "cancelled_content",
+    "failed_content",
+    "grid_view",
+    "history_content",
+    "info_content",
+    "message_url",
+    "only_mention",
+    "preview_file",
+    "progress_content",
+    "result_content",
+    "result_view",
+    "settings_content",
+    "settings_view",
+    "waiting_content",
+]
+
+MAX_CONTENT = 2000
+_MAX_PROMPT_SHOWN = 1500
+
+STYLIZE_PRESETS: tuple[tuple[str, str], ...] = (
+    ("Stylize low", "50"),
+    ("Stylize med", "100"),
+    ("Stylize high", "250"),
+    ("Stylize very high", "750"),
+)
+ASPECT_PRESETS: tuple[str, ...] = ("1:1", "3:2", "2:3", "16:9", "9:16")
+
+
+def message_url(guild_id: int | None, channel_id: int, message_id: int) -> str:
+    return f"https://discord.com/channels/{guild_id or '@me'}/{channel_id}/{message_id}"
+
+
+def only_mention(user_id: int) -> discord.AllowedMentions:
+    return discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(user_id)])
+
+
+def _prompt(text: str) -> str:
+    shown = text if len(text) <= _MAX_PROMPT_SHOWN else text[: _MAX_PROMPT_SHOWN - 1] + "…"
+    return discord.utils.escape_markdown(shown)
+
+
+def _head(card: JobCard) -> str:
+    if card.kind is JobKind.UPSCALE:
+        return f"**{_prompt(card.prompt)}** - Image #{card.parent_index} <@{card.user_id}>"
+    if card.kind is JobKind.VARIATION:
+        how = f"Variations ({card.variation})" if card.variation else "Variations"
+        return f"**{_prompt(card.prompt)}** - {how} by <@{card.user_id}>"
+    return f"**{_prompt(card.prompt)}** - <@{card.user_id}>"
+
+
+def waiting_content(card: JobCard) -> str:
+    return f"{_head(card)} (Waiting to start)"
+
+
+def progress_content(card: JobCard, percent: int) -> str:
+    return f"{_head(card)} ({percent}%)"
+
+
+def result_content(card: JobCard) -> str:
+    return _head(card)
+
+
+def failed_content(card: JobCard, reason: str) -> str:
+    return f"{_head(card)} (failed: {reason})"[:MAX_CONTENT]
+
+
+def cancelled_content(card: JobCard) -> str:
+    return f"{_head(card)} (cancelled)"
+
+
+def preview_file(preview: Image.Image) -> discord.File:
+    """A small PNG of the current latents (cheap: previews are low resolution)."""
+    buffer = io.BytesIO()
+    preview.convert("RGB").save(buffer, format="PNG", compress_level=1)
+    buffer.seek(0)
+    return discord.File(buffer, filename="preview.png")
+
+
+def grid_view(job_id: str) -> discord.ui.View:
+    """U1–U4, V1–V4 and 🔄 in Midjourney's layout."""
+    view = discord.ui.View(timeout=None)
+    for cell in range(1, 5):
+        view.add_item(GridButton(ButtonAction.UPSCALE, job_id, cell, row=0))
+    view.add_item(GridButton(ButtonAction.REROLL, job_id, 0, row=0))
+    for cell in range(1, 5):
+        view.add_item(GridButton(ButtonAction.VARIATION, job_id, cell, row=1))
+    return view
+
+
+def upscale_view(job_id: str, source_url: str | None) -> discord.ui.View:
+    """Vary (Strong), Vary (Subtle) and a link back to the grid."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(GridButton(ButtonAction.VARY_STRONG, job_id, 1, row=0))
+    view.add_item(GridButton(ButtonAction.VARY_SUBTLE, job_id, 1, row=0))
+    if source_url:
+        view.add_item(discord.ui.Button(label="Web", emoji="🔗", url=source_url, row=0))
+    return view
+
+
+def result_view(card: JobCard) -> discord.ui.View:
+    if card.kind is JobKind.UPSCALE:
+        return upscale_view(card.job_id, card.source_url)
+    return grid_view(card.job_id)
+
+
+# --- commands around it ---------------------------------------------------------------------
+
+
+def _when(moment: datetime) -> str:
+    return f"<t:{int(moment.timestamp())}:R>"
+
+
+def info_content(
+    *,
+    user_id: int,
+    active: Sequence[tuple[Job, int | None, float | None]],
+    jobs_today: int,
+    gpu_minutes_today: float,
+    jobs_limit: int | None,
+    minutes_limit: float | None,
+    resets_at: datetime,
+) -> str:
+    """The /info panel: queue, running jobs and today's usage against the quota."""
+    lines = [f"**Your info** - <@{user_id}>", ""]
+    jobs_cap = "unlimited" if jobs_limit is None else str(jobs_limit)
+    minutes_cap = "unlimited" if minutes_limit is None else f"{minutes_limit:g}"
+    lines.append(f"**Jobs today:** {jobs_today} of {jobs_cap}")
+    lines.append(f"**GPU minutes today:** {gpu_minutes_today:.2f} of {minutes_cap}")
+    lines.append(f"**Quota resets:** {_when(resets_at)}")
+    lines.append("")
+    if not active:
+        lines.append("**Queue:** no jobs waiting or running.")
+    for job, position, estimate in active:
+        if position == 0:
+            where = "running"
+        elif position is None:
+            where = job.status.value
+        else:
+            where = f"#{position} in queue"
+        eta = f", about {estimate:.0f}s left" if estimate is not None else ""
+        lines.append(f"`{job.id}` {where}{eta}: {_prompt(job.prompt)[:80]}")
+    return "\n".join(lines)[:MAX_CONTENT]
+
+
+def history_content(user_id: int, jobs: Sequence[Job]) -> str:
+    if not jobs:
+        return f"<@{user_id}> has no jobs yet."
+    lines = [f"**Recent jobs** of <@{user_id}>"]
+    for job in jobs:
+        link = f" {message_url(job.guild_id, job.channel_id, job.message_id)}" if job.message_id else ""
+        status = "" if job.status is JobStatus.SUCCEEDED else f" ({job.status.value})"
+        lines.append(f"`{job.id}` {job.kind.value}{status}: {_prompt(job.prompt)[:80]}{link}")
+    return "\n".join(lines)[:MAX_CONTENT]
+
+
+def settings_content(*, remix: bool, defaults: dict[str, str], model: str | None) -> str:
+    shown = " ".join(f"--{key} {value}" for key, value in sorted(defaults.items())) or "none"
+    return (
+        "**Your settings** (parameters typed in a prompt override them)\n"
+        f"Remix mode: {'on' if remix else 'off'} · Model: {model or 'server default'} · Defaults: `{shown}`"
+    )
+
+
+def settings_view(
+    *, remix: bool, defaults: dict[str, str], model: str | None, model_aliases: Sequence[str]
+) -> discord.ui.View:
+    """Midjourney's /settings panel: toggles and presets as buttons, the model as a select."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(SettingsButton("remix", "off" if remix else "on", label="Remix mode", active=remix, row=0))
+    view.add_item(SettingsButton("reset", "all", label="Reset settings", row=0))
+    for label, value in STYLIZE_PRESETS:
+        view.add_item(
+            SettingsButton("stylize", value, label=label, active=defaults.get("stylize") == value, row=1)
+        )
+    for ratio in ASPECT_PRESETS:
+        view.add_item(SettingsButton("ar", ratio, label=ratio, active=defaults.get("aspect") == ratio, row=2))
+    options = [discord.SelectOption(label="Server default", value="default", default=model is None)]
+    options += [
+        discord.SelectOption(label=alias, value=alias, default=alias == model) for alias in model_aliases[:24]
+    ]
+    view.add_item(SettingsSelect(options, row=3))
+    return view
+
+
+def attachment_file(path: Path) -> discord.File:
+    return discord.File(path, filename=path.name)
+
+
+def ephemeral_kwargs() -> dict[str, Any]:
+    return {"ephemeral": True, "allowed_mentions": discord.AllowedMentions.none()}

@@ -1,0 +1,54 @@
+"""/imagine through the real discord.py client and the loopback fake Discord."""
+
+from __future__ import annotations
+
+import io
+import itertools
+from pathlib import Path
+
+from PIL import Image
+
+from engine.simulated import SimulatedBackend
+from tests.bot.discord_fixtures import make_settings, started_bot
+from tests.fakediscord import FakeDiscord
+
+GRID_LABELS = ["U1", "U2", "U3", "U4", "", "V1", "V2", "V3", "V4"]
+
+
+async def test_imagine_acks_shows_progress_and_posts_the_grid(
+    fake_discord: FakeDiscord, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path)
+    backend = SimulatedBackend(seconds=1.6, steps=8, previews=True)
+    async with started_bot(fake_discord, settings, backend) as world:
+        user = fake_discord.member
+        interaction = await fake_discord.slash("imagine", {"prompt": "a red fox --seed 7"}, user=user)
+        response = await interaction.response(timeout=3)
+        assert interaction.ack_latency is not None
+        assert interaction.ack_latency < 3
+        assert not response.data.get("flags", 0) & 64, "the job message is public"
+
+        head = f"**a red fox --seed 7** - <@{user.user.id}>"
+        message = await fake_discord.wait_for_message(
+            lambda m: m.content == head and len(m.custom_ids()) == 9, timeout=15
+        )
+        await world.jobs.wait_idle()
+
+    contents = [revision.content for revision in message.history]
+    assert contents[0] == f"{head} (Waiting to start)"
+    progress = [c for c in contents if c.endswith("%)")]
+    assert progress, contents
+    assert all(c.startswith(head + " (") for c in progress)
+    # Progress edits carry a preview image and are throttled to the configured interval.
+    with_preview = [r for r in message.history if r.content.endswith("%)") and r.attachments]
+    assert with_preview
+    times = [r.at for r in message.history if r.content.endswith("%)")]
+    assert all(b - a >= settings.progress_interval_s * 0.9 for a, b in itertools.pairwise(times))
+    assert message.content == head
+    assert message.button_labels() == GRID_LABELS
+    assert any("🔄" in str(button.get("emoji")) for button in message.buttons())
+    grid = Image.open(io.BytesIO(message.attachments[0].data))
+    assert grid.size == (128, 128)
+    # Cell 1 is top-left, drawn with seed 7; cell 2 top-right with seed 8 (the simulated colours).
+    assert grid.getpixel((10, 10)) == (7 * 67 % 256, 7 * 131 % 256, 7 * 197 % 256)
+    assert grid.getpixel((74, 10)) == (8 * 67 % 256, 8 * 131 % 256, 8 * 197 % 256)
