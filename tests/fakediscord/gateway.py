@@ -125,6 +125,7 @@ async def handle_gateway(fake: FakeDiscord, request: web.Request) -> web.WebSock
             op, data = frame.get("op"), frame.get("d")
             if op == 1:
                 fake.state.heartbeats.append(time.monotonic())
+                fake.state.notify()
                 await session.send(11, None)
             elif op == 2:
                 await session.on_identify(data)

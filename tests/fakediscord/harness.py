@@ -55,6 +55,16 @@ class RunningBot:
     fake: FakeDiscord
     errors: list[HandlerError] = field(default_factory=list)
 
+    def record(self, where: str, error: BaseException) -> None:
+        if not any(e.error is error for e in self.errors):
+            self.errors.append(HandlerError(where, error))
+            self.fake.state.notify()
+
+    async def wait_for_error(self, timeout: float = 5.0) -> HandlerError:  # noqa: ASYNC109 - bounded wait
+        """Wait until a handler exception has been collected; return the first."""
+        await self.fake.wait_for(lambda _: bool(self.errors), timeout=timeout, what="a handler exception")
+        return self.errors[0]
+
     def take_errors(self) -> list[HandlerError]:
         """Return and forget the errors so far (for a test that expects one)."""
         taken, self.errors[:] = list(self.errors), []
@@ -70,9 +80,7 @@ class _ErrorLog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.exc_info and record.exc_info[1] is not None:
-            error = record.exc_info[1]
-            if not any(e.error is error for e in self.running.errors):
-                self.running.errors.append(HandlerError(f"logged by {record.name}", error))
+            self.running.record(f"logged by {record.name}", record.exc_info[1])
 
 
 @contextlib.contextmanager
@@ -89,7 +97,7 @@ def _collect_errors(running: RunningBot) -> Iterator[None]:
 
             error = args[error_index] if error_index >= 0 and len(args) > error_index else sys.exc_info()[1]
             if isinstance(error, BaseException):
-                running.errors.append(HandlerError(f"{where} ({args[0]!r})", error))
+                running.record(f"{where} ({args[0]!r})", error)
             await original(self, *args, **kwargs)
 
         originals.append((cls, original))

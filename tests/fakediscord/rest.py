@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from tests.fakediscord.payloads import JSON, FakeChannel, iso_now, new_snowflake
+from tests.fakediscord.payloads import JSON, FakeChannel, FakeGuild, iso_now, new_snowflake
 from tests.fakediscord.rules import Problem, check_message, error_body, form_error
 from tests.fakediscord.state import (
     EPHEMERAL,
@@ -144,7 +144,8 @@ class RestApi:
             response = await self._dispatch(request, method, path, body)
         except HttpError as exc:
             if exc.violation:
-                state.violations.append(Violation(exc.violation, method, path, str(exc.body)))
+                kind, _, detail = exc.violation.partition(": ")
+                state.violations.append(Violation(kind, method, path, detail or str(exc.body)))
             response = json_response(exc.body, exc.status)
         record = RequestRecord(method, path, response.status, time.monotonic(), body.json)
         state.requests.append(record)
@@ -332,7 +333,7 @@ class RestApi:
 
     # --- guilds ---------------------------------------------------------------------------------------
 
-    def _guild(self, gid: str) -> Any:
+    def _guild(self, gid: str) -> FakeGuild:
         try:
             return self.fake.world.guild(int(gid))
         except KeyError:

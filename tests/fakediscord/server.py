@@ -5,6 +5,7 @@ talks to, plus the driving API tests use to act as users (slash commands, clicks
 from __future__ import annotations
 
 import secrets
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -89,12 +90,11 @@ class FakeDiscord:
         app.router.add_route("*", "/{tail:.*}", self.rest.handle)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        assert server.sockets
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        # Bind the socket ourselves so the free port the OS picked is known without private attributes.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock).start()
 
     async def close(self) -> None:
         """Close gateway connections (code 1000) and stop listening."""

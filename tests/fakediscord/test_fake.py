@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import os
 import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import discord
+import pytest
+from discord import app_commands
 from discord.ext import commands
 
 from tests.fakediscord.harness import run_bot
-from tests.fakediscord.server import FakeDiscord
+from tests.fakediscord.payloads import MANAGE_GUILD
+from tests.fakediscord.server import FakeConfig, FakeDiscord, FakeDiscordError
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class CountButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"count:(?P<n>\d+)"):
@@ -24,7 +34,7 @@ class CountButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"cou
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> CountButton:
         return cls(int(match["n"]))
 
@@ -33,27 +43,128 @@ class CountButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"cou
         await interaction.response.send_message(f"clicked {self.n}", view=view)
 
 
-def make_bot() -> commands.Bot:
-    bot = commands.Bot(command_prefix="!", intents=discord.Intents.default())
+class AskModal(discord.ui.Modal, title="Tell me"):
+    answer: discord.ui.TextInput[AskModal] = discord.ui.TextInput(label="Answer", custom_id="answer")
 
-    @bot.tree.command(description="reply with a file")
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message(f"you said {self.answer.value}")
+
+
+@dataclass
+class Probe:
+    """What the throwaway bot's handlers saw, for the tests to assert on."""
+
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    errors: list[discord.HTTPException] = field(default_factory=list)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def make_bot(probe: Probe) -> commands.Bot:
+    bot = commands.Bot(command_prefix="!", intents=discord.Intents.default())
+    tree = bot.tree
+
+    @tree.command(description="reply with a file and a persistent button")
     async def picture(interaction: discord.Interaction, name: str) -> None:
         view = discord.ui.View(timeout=None).add_item(CountButton(0))
-        await interaction.response.send_message(
-            f"here is {name}", file=discord.File(io.BytesIO(PNG), filename=f"{name}.png"), view=view
-        )
+        file = discord.File(io.BytesIO(PNG), filename=f"{name}.png")
+        await interaction.response.send_message(f"here is {name}", file=file, view=view)
+
+    @tree.command(description="open a modal")
+    async def ask(interaction: discord.Interaction) -> None:
+        await interaction.response.send_modal(AskModal())
+
+    @tree.command(description="think, follow up twice, edit the original")
+    async def work(interaction: discord.Interaction) -> None:
+        await interaction.response.defer(thinking=True)
+        await interaction.followup.send("first")
+        await interaction.followup.send("second", ephemeral=True)
+        await interaction.edit_original_response(content="first, edited")
+
+    @tree.command(description="an ephemeral reply")
+    async def secret(interaction: discord.Interaction) -> None:
+        await interaction.response.send_message("only you", ephemeral=True)
+
+    @tree.command(description="defer, wait for the test, then follow up or fall back to the channel")
+    async def later(interaction: discord.Interaction) -> None:
+        await interaction.response.defer()
+        await probe.release.wait()
+        try:
+            await interaction.followup.send("late result")
+        except discord.HTTPException as exc:
+            probe.errors.append(exc)
+            assert isinstance(interaction.channel, discord.TextChannel)
+            await interaction.channel.send(f"{interaction.user.mention} late result")
+        probe.done.set()
+
+    @tree.command(description="answer after a delay")
+    async def slow(interaction: discord.Interaction, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await interaction.response.send_message("slow answer")
+
+    @tree.command(description="always fails")
+    async def boom(interaction: discord.Interaction) -> None:
+        raise RuntimeError("boom")
+
+    @tree.command(description="break Discord's limits")
+    async def toolong(interaction: discord.Interaction, what: str) -> None:
+        await interaction.response.defer()
+        view = discord.ui.View().add_item(discord.ui.Button(label="x", custom_id="x" * 101))
+        try:
+            if what == "content":
+                await interaction.followup.send("y" * 2001)
+            else:
+                await interaction.followup.send("z", view=view)
+        except discord.HTTPException as exc:
+            probe.errors.append(exc)
+        probe.done.set()
+
+    @tree.command(description="post to the channel (retries on 429)")
+    async def post(interaction: discord.Interaction) -> None:
+        await interaction.response.send_message("posting", ephemeral=True)
+        assert isinstance(interaction.channel, discord.TextChannel)
+        try:
+            await interaction.channel.send("posted")
+        except discord.HTTPException as exc:
+            probe.errors.append(exc)
+        probe.done.set()
+
+    settings = app_commands.Group(
+        name="settings", description="admin", default_permissions=discord.Permissions(manage_guild=True)
+    )
+
+    @settings.command(description="grant things")
+    async def grant(
+        interaction: discord.Interaction,
+        user: discord.Member,
+        role: discord.Role,
+        channel: discord.TextChannel,
+        count: int,
+        flag: bool,
+    ) -> None:
+        allowed = interaction.permissions.manage_guild
+        text = f"{user.name} {role.name} {channel.name} {count + 1} {flag} {allowed}"
+        await interaction.response.send_message(text)
+
+    tree.add_command(settings)
 
     async def setup_hook() -> None:
         bot.add_dynamic_items(CountButton)
-        await bot.tree.sync()
+        await tree.sync()
 
     bot.setup_hook = setup_hook  # type: ignore[method-assign]
     return bot
 
 
-async def test_startup_sync_and_slash_with_file(fake_discord: FakeDiscord) -> None:
-    async with run_bot(make_bot(), fake_discord):
-        assert [c["name"] for c in fake_discord.state.commands()] == ["picture"]
+@pytest.fixture
+def probe() -> Probe:
+    return Probe()
+
+
+async def test_startup_sync_and_slash_with_file_and_button(fake_discord: FakeDiscord, probe: Probe) -> None:
+    async with run_bot(make_bot(probe), fake_discord):
+        synced = {c["name"] for c in fake_discord.state.commands()}
+        assert {"picture", "ask", "settings"} <= synced
+        assert len(fake_discord.state.command_syncs) == 1
         interaction = await fake_discord.slash("picture", {"name": "cat"})
         callback = await interaction.response(timeout=3)
         assert callback.type == 4
@@ -65,11 +176,174 @@ async def test_startup_sync_and_slash_with_file(fake_discord: FakeDiscord) -> No
         assert message.attachment("cat.png").data == PNG
         assert message.custom_ids() == ["count:0"]
 
-        click = await fake_discord.click(message, "count:0")
+        click = await fake_discord.click(message, "count:0", user=fake_discord.other_member)
         await click.response()
         reply = click.original()
         assert reply is not None
         assert reply.content == "clicked 0"
         assert reply.custom_ids() == ["count:1"]
+        with pytest.raises(FakeDiscordError, match="no component"):
+            await fake_discord.click(message, "count:7")
     assert fake_discord.state.unknown_routes == []
     assert fake_discord.state.violations == []
+
+
+async def test_modal_round_trip(fake_discord: FakeDiscord, probe: Probe) -> None:
+    async with run_bot(make_bot(probe), fake_discord):
+        opened = await fake_discord.slash("ask")
+        assert (await opened.response()).type == 9
+        assert opened.modal is not None
+        assert opened.modal["title"] == "Tell me"
+        submitted = await fake_discord.submit_modal(
+            opened, opened.modal["custom_id"], {"answer": "forty-two"}
+        )
+        message = await submitted.wait_original()
+        assert message.content == "you said forty-two"
+        with pytest.raises(FakeDiscordError, match="no field"):
+            await fake_discord.submit_modal(opened, values={"nope": "x"})
+
+
+async def test_defer_followups_and_edit_original(fake_discord: FakeDiscord, probe: Probe) -> None:
+    async with run_bot(make_bot(probe), fake_discord):
+        interaction = await fake_discord.slash("work")
+        assert (await interaction.response()).type == 5
+        original = await interaction.wait_original(lambda m: m.content == "first, edited")
+        # The first followup filled the "thinking" placeholder; the second is a new ephemeral message.
+        assert [r.content for r in original.history] == ["", "first", "first, edited"]
+        assert [r.flags & 128 for r in original.history] == [128, 0, 0]
+        assert [(m.content, m.ephemeral) for m in interaction.followups()] == [("second", True)]
+        assert not original.ephemeral
+
+
+async def test_ephemeral_flag_is_recorded(fake_discord: FakeDiscord, probe: Probe) -> None:
+    async with run_bot(make_bot(probe), fake_discord):
+        interaction = await fake_discord.slash("secret")
+        message = await interaction.wait_original()
+        assert message.ephemeral
+        assert message.flags & 64
+
+
+async def test_expired_token_breaks_webhooks_but_not_channel_messages(
+    fake_discord: FakeDiscord, probe: Probe
+) -> None:
+    async with run_bot(make_bot(probe), fake_discord):
+        interaction = await fake_discord.slash("later", user=fake_discord.member)
+        await interaction.response()
+        fake_discord.expire_token(interaction.token)
+        probe.release.set()
+        await asyncio.wait_for(probe.done.wait(), 5)
+        assert [(e.status, e.code) for e in probe.errors] == [(401, 50027)]
+        fallback = await fake_discord.wait_for_message(lambda m: "late result" in m.content)
+        assert fallback.interaction_id is None
+        assert f"<@{fake_discord.member.user.id}>" in fallback.content
+        assert [v.kind for v in fake_discord.state.violations] == ["expired_token"]
+
+
+async def test_late_ack_is_a_violation() -> None:
+    async with FakeDiscord(FakeConfig(ack_deadline_s=0.2)) as fake:
+        async with run_bot(make_bot(Probe()), fake) as running:
+            interaction = await fake.slash("slow", {"delay": 0.4})
+            error = await running.wait_for_error(timeout=3)
+            assert "10062" in str(error.error)
+            running.take_errors()
+            assert not interaction.acknowledged
+        assert [v.kind for v in fake.state.violations] == ["late_ack"]
+
+
+async def test_handler_exception_fails_run_bot(fake_discord: FakeDiscord, probe: Probe) -> None:
+    async def run() -> None:
+        async with run_bot(make_bot(probe), fake_discord) as running:
+            await fake_discord.slash("boom")
+            await running.wait_for_error(timeout=3)
+
+    with pytest.raises(AssertionError, match="boom"):
+        await run()
+
+
+async def test_heartbeats_are_recorded() -> None:
+    async with FakeDiscord(FakeConfig(heartbeat_interval_ms=50)) as fake:
+        async with run_bot(make_bot(Probe()), fake):
+            await fake.wait_for(lambda s: len(s.heartbeats) >= 4, timeout=3)
+        gap = fake.state.max_heartbeat_gap()
+        assert 0 < gap < 1.0
+
+
+async def test_limits_are_answered_with_discord_errors(fake_discord: FakeDiscord, probe: Probe) -> None:
+    async with run_bot(make_bot(probe), fake_discord):
+        for what in ("content", "custom_id"):
+            probe.done.clear()
+            await fake_discord.slash("toolong", {"what": what})
+            await asyncio.wait_for(probe.done.wait(), 5)
+    assert [(e.status, e.code) for e in probe.errors] == [(400, 50035), (400, 50035)]
+    assert "2000 or fewer" in str(probe.errors[0])
+    assert "custom_id" in str(probe.errors[1])
+    kinds = [v.detail for v in fake_discord.state.violations]
+    assert len(kinds) == 2
+    assert "content" in kinds[0]
+    assert "components.0.components.0.custom_id" in kinds[1]
+
+
+async def test_injected_failures(fake_discord: FakeDiscord, probe: Probe) -> None:
+    async with run_bot(make_bot(probe), fake_discord):
+        fake_discord.fail_next("POST /channels/*/messages", status=429)
+        await fake_discord.slash("post")
+        await asyncio.wait_for(probe.done.wait(), 5)
+        assert probe.errors == []  # discord.py waited retry_after and retried
+        posted = [
+            r for r in fake_discord.state.requests if r.path.endswith("/messages") and r.method == "POST"
+        ]
+        assert [r.status for r in posted] == [429, 200]
+
+        probe.done.clear()
+        fake_discord.fail_next("/channels/*/messages", status=503)
+        await fake_discord.slash("post")
+        await asyncio.wait_for(probe.done.wait(), 5)
+        assert [e.status for e in probe.errors] == [503]
+        assert [m.content for m in fake_discord.messages_in()].count("posted") == 1
+
+
+async def test_subcommand_options_resolved_and_permissions(fake_discord: FakeDiscord, probe: Probe) -> None:
+    async with run_bot(make_bot(probe), fake_discord):
+        guild = fake_discord.guild
+        admin_role = guild.roles[1]
+        options = {
+            "user": fake_discord.member,
+            "role": admin_role,
+            "channel": "other",
+            "count": 41,
+            "flag": True,
+        }
+        with pytest.raises(FakeDiscordError, match="needs permissions"):
+            await fake_discord.slash("settings grant", options, user=fake_discord.member)
+        interaction = await fake_discord.slash(
+            "settings grant", options, user=fake_discord.member, permissions=MANAGE_GUILD
+        )
+        message = await interaction.wait_original()
+        assert message.content == "alice Admin other 42 True True"
+        with pytest.raises(FakeDiscordError, match="no option"):
+            await fake_discord.slash("settings grant", {**options, "bogus": 1}, user=fake_discord.admin)
+
+
+async def test_unknown_routes_are_recorded(fake_discord: FakeDiscord) -> None:
+    async with run_bot(
+        commands.Bot(command_prefix="!", intents=discord.Intents.none()), fake_discord, require_sync=False
+    ) as running:
+        with pytest.raises(discord.NotFound):
+            await running.bot.http.request(discord.http.Route("GET", "/no/such/route"))
+    assert [(r.method, r.path) for r in fake_discord.state.unknown_routes] == [("GET", "/no/such/route")]
+
+
+def test_sitecustomize_redirects_a_subprocess() -> None:
+    code = (
+        "import discord.http, discord.gateway as g;"
+        "print(discord.http.Route.BASE, g.DiscordWebSocket.DEFAULT_GATEWAY)"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "tests/fakediscord/sitecustomize"),
+        "FAKE_DISCORD_URL": "http://127.0.0.1:9",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.split() == ["http://127.0.0.1:9/api/v10", "ws://127.0.0.1:9/gateway/"]
