@@ -274,6 +274,8 @@ def split_multiprompt(text: str) -> list[tuple[str, float]] | None:
     parts: list[tuple[str, float]] = []
     position = 0
     while (separator := text.find("::", position)) >= 0:
+        if text[separator + 2 : separator + 3] == ":" and text[separator + 3 : separator + 4] != ":":
+            separator += 1  # `a:::2` is `a:` weighted 2, not `a` and `:2`
         part = normalise_space(text[position:separator])
         position = separator + 2
         weight = 1.0
