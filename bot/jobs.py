@@ -40,7 +40,7 @@ from bot.user_errors import BotError, UnknownJob, user_message
 from engine.errors import EngineError, JobCancelled, JobInterrupted, QueueError
 from engine.images import save_job_images
 from engine.queue import JobFailed, JobFinished, JobHandle, JobProgress, JobQueue, JobStarted
-from engine.types import GRID_SIZE, GenerationRequest, GenerationResult, Mode
+from engine.types import GRID_SIZE, VARY_STRONG, VARY_SUBTLE, GenerationRequest, GenerationResult, Mode
 
 __all__ = [
     "MAX_ATTEMPTS",
@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 """A job that was started this many times without finishing (it keeps killing the bot) is failed."""
 
-_STRENGTH = {"Strong": 0.7, "Subtle": 0.35}
+_STRENGTH = {"Strong": VARY_STRONG, "Subtle": VARY_SUBTLE}
 
 
 class ButtonAction(enum.StrEnum):

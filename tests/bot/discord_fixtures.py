@@ -22,7 +22,7 @@ from engine.backend import Backend
 from engine.queue import LocalQueue
 from tests.fakediscord import FakeDiscord, MessageRecord, RunningBot, run_bot
 
-__all__ = ["BotWorld", "grid_message", "make_settings", "started_bot"]
+__all__ = ["BotWorld", "custom_id", "grid_message", "imagine_grid", "make_settings", "started_bot"]
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -82,3 +82,27 @@ def grid_message(fake: FakeDiscord, content_start: str) -> MessageRecord | None:
         if message.content.startswith(content_start) and len(message.custom_ids()) == 9:
             return message
     return None
+
+
+async def imagine_grid(
+    world: BotWorld, prompt: str, *, user: Any = None, wait_s: float = 15
+) -> MessageRecord:
+    """Run /imagine as `user` and wait for its finished grid message."""
+    fake = world.fake
+    member = user or fake.member
+    before = {m.id for m in fake.messages_in(fake.channel) if len(m.custom_ids()) == 9}
+    interaction = await fake.slash("imagine", {"prompt": prompt}, user=member)
+    await interaction.response(timeout=3)
+    return await fake.wait_for_message(
+        lambda m: m.id not in before and len(m.custom_ids()) == 9 and f"<@{member.user.id}>" in m.content,
+        timeout=wait_s,
+    )
+
+
+def custom_id(message: MessageRecord, label: str) -> str:
+    """The custom_id of the button labelled `label` (or with emoji `label`)."""
+    for button in message.buttons():
+        emoji = (button.get("emoji") or {}).get("name")
+        if label in (button.get("label"), emoji) and "custom_id" in button:
+            return str(button["custom_id"])
+    raise AssertionError(f"no button {label!r} on message {message.id}: {message.button_labels()}")
