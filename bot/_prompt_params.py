@@ -314,7 +314,8 @@ def _defaults(defaults: Mapping[str, str]) -> Iterator[tuple[_Spec, str, str]]:
     """Each default as (spec, flag, value); a key may be written `ar`, `--ar` or `aspect`."""
     keys: dict[str, str] = {}
     for raw_key, raw_value in defaults.items():
-        name = raw_key.strip().lstrip("-\u2014\u2013").lower()
+        # Stored settings may hold numbers (`{"s": 250}`); read everything as text.
+        name = str(raw_key).strip().lstrip("-\u2014\u2013").lower()
         flag = f"--{name}"
         try:
             spec = _spec_for(name, flag)
@@ -330,7 +331,7 @@ def _defaults(defaults: Mapping[str, str]) -> Iterator[tuple[_Spec, str, str]]:
                 parameter=flag,
             )
         keys[spec.key] = flag
-        value = normalise_space(raw_value)
+        value = normalise_space(str(raw_value))
         if not spec.takes_value and spec.key != "model":
             if value.lower() in _FALSE:
                 continue

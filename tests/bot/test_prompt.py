@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+
 import pytest
 
-from bot.prompt import PromptError, PromptLimits, PromptPart, Request, normalise_defaults, parse
+from bot.prompt import (
+    DEFAULT_LIMITS,
+    PromptError,
+    PromptLimits,
+    PromptPart,
+    Request,
+    normalise_defaults,
+    parse,
+)
 from bot.settings import load_settings
 
 ALIASES = PromptLimits(model_aliases=("6", "niji", "niji 6", "Dream Shaper"))
 
 
-def one(text: str, **kwargs: object) -> Request:
-    requests = parse(text, **kwargs)  # type: ignore[arg-type]
+def one(
+    text: str, *, limits: PromptLimits = DEFAULT_LIMITS, defaults: Mapping[str, str] | None = None
+) -> Request:
+    requests = parse(text, limits=limits, defaults=defaults)
     assert len(requests) == 1
     return requests[0]
 
 
-def error(text: str, **kwargs: object) -> str:
+def error(
+    text: str, *, limits: PromptLimits = DEFAULT_LIMITS, defaults: Mapping[str, str] | None = None
+) -> str:
     with pytest.raises(PromptError) as caught:
-        parse(text, **kwargs)  # type: ignore[arg-type]
+        parse(text, limits=limits, defaults=defaults)
     return str(caught.value)
 
 
@@ -361,6 +376,11 @@ def test_defaults_accept_long_names_dashes_and_flags() -> None:
     assert not one("x", defaults={"tile": "off"}).tile
     # The prompt's --v overrides a default --niji: they are one parameter.
     assert one("x --v 6", defaults={"niji": ""}, limits=ALIASES).model == "6"
+
+
+def test_defaults_stored_as_json_numbers_and_booleans_are_read_as_text() -> None:
+    defaults = json.loads('{"s": 250, "tile": true, "seed": 7}')
+    assert one("x", defaults=defaults) == Request(prompt="x", stylize=250, tile=True, seed=7)
 
 
 def test_a_default_iw_is_skipped_without_image_links() -> None:
