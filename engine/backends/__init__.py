@@ -1,0 +1,37 @@
+"""Generation backends. `load_backend` builds the diffusers backend for a hub id, a local folder or `tiny`.
+
+Imports of torch and diffusers happen inside the functions that need them, so importing this package
+is cheap for code that only wants the names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from engine.backend import Backend
+from engine.backends._model import TINY, resolve_device
+
+__all__ = ["TINY", "load_backend"]
+
+
+def load_backend(
+    model: str,
+    *,
+    device: str = "auto",
+    aliases: Mapping[str, str] | None = None,
+    diffusion_upscale: bool = True,
+) -> Backend:
+    """Load `model` once onto `device` and wrap it; `aliases` (`--v`/`--niji` names → models) load lazily.
+
+    Raises `ModelLoadError` with one sentence saying how to fix `IMAGINE_MODEL` when it can't load.
+    """
+    from engine.backends._model import load_model
+    from engine.backends.diffusers import DiffusersBackend
+
+    resolved = resolve_device(device)
+    return DiffusersBackend(
+        load_model(model, device=resolved),
+        device=resolved,
+        aliases=aliases,
+        diffusion_upscale=diffusion_upscale,
+    )

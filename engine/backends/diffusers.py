@@ -1,0 +1,418 @@
+"""The diffusers backend: text-to-image grids, variations, upscales, previews, cancel and OOM retry.
+
+One `generate` call is one job. A grid is one batched pipeline call of four images with a list of
+four CPU generators seeded `seed … seed+3`, so any single cell can be reproduced alone. Progress
+and cancellation go through `callback_on_step_end` and the pipeline's interrupt flag.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from engine.backend import ProgressCallback
+from engine.backends import _upscale
+from engine.backends._conditioning import conditioning_kwargs, prompt_sides
+from engine.backends._mapping import guidance_for, img2img_steps, plan_for, steps_for, stop_iteration
+from engine.backends._model import LoadedModel, free_device_memory, load_model
+from engine.backends._preview import LatentPreviewer
+from engine.backends._schedulers import sampler_name
+from engine.errors import GenerationError, JobCancelled, OutOfMemoryError
+from engine.types import GenerationRequest, GenerationResult, Mode, Progress
+
+__all__ = ["PREVIEW_EVERY", "DiffusersBackend"]
+
+log = logging.getLogger(__name__)
+
+PREVIEW_EVERY = 2
+"""A latent preview rides along with every second progress event (previews cost a small matmul)."""
+_BATCHED = (
+    "prompt",
+    "negative_prompt",
+    "prompt_embeds",
+    "negative_prompt_embeds",
+    "pooled_prompt_embeds",
+    "negative_pooled_prompt_embeds",
+    "generator",
+    "image",
+)
+"""Pipeline arguments with one entry per image; split row by row when retrying after an OOM."""
+
+
+@dataclass(slots=True)
+class _Job:
+    """Everything one pipeline run needs: which pipeline, the batched calls, and how to report."""
+
+    pipe: Any
+    calls: list[dict[str, Any]]
+    steps: int
+    cfg: float
+    stop: int = 100
+    previews: bool = True
+    notes: list[str] = field(default_factory=list)
+    finish: Callable[[list[Image.Image]], list[Image.Image]] | None = None
+    """Turns the pipeline's outputs into the job's images (the upscale blends its tiles)."""
+
+
+class _StepCallback:
+    """`callback_on_step_end`: progress events, previews, `--stop` and cancellation."""
+
+    def __init__(
+        self,
+        on_progress: ProgressCallback,
+        cancelled: threading.Event,
+        previewer: LatentPreviewer | None,
+        stop: int,
+        calls: int,
+    ) -> None:
+        self._on_progress = on_progress
+        self._cancelled = cancelled
+        self._previewer = previewer
+        self._stop = stop
+        self._calls = calls
+        self.call = 0
+        self.iterations = 0
+        """Most denoising iterations any call ran (all calls of a job run the same schedule)."""
+
+    def __call__(self, pipe: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        total = stop_iteration(pipe.num_timesteps, self._stop)
+        done = i + 1
+        self.iterations = max(self.iterations, done)
+        if self._cancelled.is_set() or done >= total:
+            # The pipeline skips the remaining steps and decodes what it has (`--stop`).
+            pipe._interrupt = True
+        preview = None
+        if self._previewer is not None and done % PREVIEW_EVERY == 0 and not pipe.interrupt:
+            preview = self._previewer(tensors["latents"])
+        self._on_progress(Progress(self.call * total + done, self._calls * total, preview))
+        return tensors
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    )
+
+
+def _split_rows(kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+    n = len(kwargs["generator"])
+    rows = []
+    for r in range(n):
+        row = dict(kwargs)
+        for key in _BATCHED:
+            value = kwargs.get(key)
+            if value is not None and not isinstance(value, (str, Image.Image)) and len(value) == n:
+                row[key] = value[r : r + 1]
+        rows.append(row)
+    return rows
+
+
+def _generators(seeds: tuple[int, ...] | list[int]) -> list[Any]:
+    import torch
+
+    # CPU generators give the same noise on every device, so a seed means the same picture anywhere.
+    return [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+
+
+def _open_source(path: Path | None, mode: Mode) -> Image.Image:
+    if path is None:
+        raise GenerationError(f"A {mode.value} needs the image it starts from, and this job names none.")
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except OSError as exc:
+        raise GenerationError(
+            f"The image this {mode.value} starts from ({path.name}) can't be read; "
+            "it may have been removed from the data folder."
+        ) from exc
+
+
+class DiffusersBackend:
+    """A `Backend` running diffusers pipelines; the default model stays loaded, aliases load lazily.
+
+    Model policy: one model works on the device at a time. An alias model is loaded on first use;
+    while it runs the default model is parked in CPU memory (on an accelerator), and a third model
+    replaces the previous alias model rather than piling up.
+    """
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        *,
+        device: str = "cpu",
+        aliases: Mapping[str, str] | None = None,
+        diffusion_upscale: bool = True,
+        loader: Callable[[str], LoadedModel] | None = None,
+    ) -> None:
+        self.name = f"diffusers:{model.model_id}"
+        self.device = device
+        self.diffusion_upscale = diffusion_upscale
+        self._default = model
+        self._alias: LoadedModel | None = None
+        self._aliases = dict(aliases or {})
+        self._loader = loader or (lambda model_id: load_model(model_id, device=device))
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pipeline(
+        cls, pipe: Any, model_id: str, *, tiny: bool = False, **kwargs: Any
+    ) -> DiffusersBackend:
+        """Wrap an already built text-to-image pipeline (tests, notebooks)."""
+        return cls(LoadedModel(pipe, model_id, tiny=tiny), device=str(pipe.device), **kwargs)
+
+    @property
+    def model(self) -> LoadedModel:
+        """The default model."""
+        return self._default
+
+    # --- models --------------------------------------------------------------------------
+
+    def _model_id_for(self, alias: str | None) -> str:
+        if alias is None or alias == self._default.model_id:
+            return self._default.model_id
+        if alias in self._aliases:
+            return self._aliases[alias]
+        if alias in self._aliases.values():
+            return alias
+        offered = ", ".join(sorted(self._aliases)) or "none; this server runs only its default model"
+        raise GenerationError(f"This server has no model {alias!r}; the choices are: {offered}.")
+
+    def _model_for(self, alias: str | None) -> LoadedModel:
+        model_id = self._model_id_for(alias)
+        accelerator = self.device != "cpu"
+        if model_id == self._default.model_id:
+            if accelerator and self._alias is not None:
+                self._alias.text2img.to("cpu")
+                self._default.text2img.to(self.device)
+            return self._default
+        if self._alias is None or self._alias.model_id != model_id:
+            if self._alias is not None:
+                self._alias.close()
+                self._alias = None
+            if accelerator:
+                self._default.text2img.to("cpu")
+                free_device_memory()
+            log.info("loading model %s for alias %s", model_id, alias)
+            self._alias = self._loader(model_id)
+        elif accelerator:
+            self._default.text2img.to("cpu")
+            self._alias.text2img.to(self.device)
+        return self._alias
+
+    # --- jobs ----------------------------------------------------------------------------
+
+    def _text_job(self, model: LoadedModel, request: GenerationRequest) -> _Job:
+        sides = prompt_sides(request)
+        plan = plan_for(request, model.family, has_negative=bool(sides.negative))
+        seeds = request.seeds
+        cond = conditioning_kwargs(
+            model.text2img, sides, seeds=seeds, chaos=request.chaos, guidance=plan.cfg > 1
+        )
+        call = {
+            **cond,
+            "width": plan.width,
+            "height": plan.height,
+            "num_inference_steps": plan.steps,
+            "guidance_scale": plan.cfg,
+            "generator": _generators(seeds),
+        }
+        return _Job(model.text2img, [call], plan.steps, plan.cfg, request.stop, notes=list(plan.notes))
+
+    def _variation_job(self, model: LoadedModel, request: GenerationRequest) -> _Job:
+        source = _open_source(request.init_image, Mode.VARIATION)
+        multiple = model.family.size_multiple
+        size = (
+            max(multiple, source.width // multiple * multiple),
+            max(multiple, source.height // multiple * multiple),
+        )
+        if source.size != size:
+            source = source.resize(size, Image.Resampling.LANCZOS)
+        sides = prompt_sides(request)
+        cfg, note = guidance_for(request, model.family, has_negative=bool(sides.negative))
+        steps = img2img_steps(steps_for(request, model.family), request.strength)
+        seeds = request.seeds
+        pipe = model.img2img
+        call = {
+            **conditioning_kwargs(pipe, sides, seeds=seeds, chaos=request.chaos, guidance=cfg > 1),
+            "image": source,
+            "strength": request.strength,
+            "num_inference_steps": steps,
+            "guidance_scale": cfg,
+            "generator": _generators(seeds),
+        }
+        return _Job(pipe, [call], steps, cfg, request.stop, notes=[note] if note else [])
+
+    def _upscale_job(self, model: LoadedModel, request: GenerationRequest, big: Image.Image) -> _Job:
+        family = model.family
+        sides = prompt_sides(request)
+        cfg, note = guidance_for(request, family, has_negative=bool(sides.negative))
+        steps = img2img_steps(steps_for(request, family), _upscale.UPSCALE_STRENGTH)
+        overlap = family.native_size // 8
+        boxes = _upscale.tile_boxes(big.width, big.height, tile=family.native_size, overlap=overlap)
+        if big.width * big.height <= 1.5 * family.native_area:
+            boxes = [(0, 0, big.width, big.height)]  # small enough for one pass
+        tiles = [big.crop(box) for box in boxes]
+        seeds = [(request.seed + i) % 2**32 for i in range(len(tiles))]
+        pipe = model.img2img
+        calls = []
+        for start in range(0, len(tiles), 4):  # at most a grid's worth of tiles per batched call
+            batch = tuple(seeds[start : start + 4])
+            cond = conditioning_kwargs(pipe, sides, seeds=batch, chaos=0, guidance=cfg > 1)
+            calls.append(
+                {
+                    **cond,
+                    "image": tiles[start : start + 4],
+                    "strength": _upscale.UPSCALE_STRENGTH,
+                    "num_inference_steps": steps,
+                    "guidance_scale": cfg,
+                    "generator": _generators(batch),
+                }
+            )
+        notes = [note] if note else []
+        notes.append(f"diffusion upscale over {len(tiles)} tile(s) at strength {_upscale.UPSCALE_STRENGTH:g}")
+
+        def finish(outputs: list[Image.Image]) -> list[Image.Image]:
+            return [_upscale.blend_tiles(big.size, boxes, outputs, overlap)]
+
+        return _Job(pipe, calls, steps, cfg, previews=False, notes=notes, finish=finish)
+
+    # --- running -------------------------------------------------------------------------
+
+    def _call(
+        self, job: _Job, calls: list[dict[str, Any]], steps: _StepCallback, cancelled: threading.Event
+    ) -> list[Image.Image]:
+        images: list[Image.Image] = []
+        for index, kwargs in enumerate(calls):
+            if cancelled.is_set():
+                raise JobCancelled("This job was cancelled.")
+            steps.call = index
+            try:
+                output = job.pipe(**kwargs, callback_on_step_end=steps, output_type="pil")
+            except GenerationError:
+                raise
+            except (RuntimeError, ValueError) as exc:
+                if _is_oom(exc):
+                    raise
+                raise GenerationError(f"The model could not make this image: {exc}") from exc
+            images.extend(output.images)
+        if cancelled.is_set():
+            raise JobCancelled("This job was cancelled.")
+        return images
+
+    def _run(
+        self,
+        model: LoadedModel,
+        job: _Job,
+        request: GenerationRequest,
+        on_progress: ProgressCallback,
+        cancelled: threading.Event,
+    ) -> tuple[list[Image.Image], _StepCallback]:
+        job.pipe.scheduler = model.schedulers.get(request.sampler)
+        previewer = model.previewer if job.previews else None
+        calls = job.calls
+        with model.seamless(request.tile):
+            for attempt in range(2):
+                steps = _StepCallback(on_progress, cancelled, previewer, job.stop, len(calls))
+                try:
+                    return self._call(job, calls, steps, cancelled), steps
+                except (RuntimeError, ValueError) as exc:
+                    if not _is_oom(exc):
+                        raise
+                    # Leave the except block first so the traceback's tensors can be freed.
+                free_device_memory()
+                single = [row for call in calls for row in _split_rows(call)]
+                if attempt == 1 or len(single) == len(calls):
+                    break
+                log.warning(
+                    "out of memory with batches of %d; retrying one image at a time",
+                    len(calls[0]["generator"]),
+                )
+                calls = single
+        raise OutOfMemoryError(
+            "The GPU ran out of memory for this job even one image at a time; "
+            "try a smaller --ar, a lower --q, or ask the admin for a smaller model."
+        )
+
+    def generate(
+        self,
+        request: GenerationRequest,
+        *,
+        on_progress: ProgressCallback,
+        cancelled: threading.Event,
+    ) -> GenerationResult:
+        """Run one job on the device; see the module docstring for how requests map to pipeline calls."""
+        if cancelled.is_set():
+            raise JobCancelled("This job was cancelled before it started.")
+        with self._lock:
+            started = time.perf_counter()
+            model = self._model_for(request.model)
+            if request.mode is Mode.UPSCALE:
+                big = _upscale.enlarge(
+                    _open_source(request.init_image, Mode.UPSCALE), multiple=model.family.size_multiple
+                )
+                if not self.diffusion_upscale:
+                    return self._result(
+                        model, request, [big], (request.seed,), 0, 0.0, "lanczos", started, []
+                    )
+                job = self._upscale_job(model, request, big)
+            elif request.mode is Mode.VARIATION:
+                job = self._variation_job(model, request)
+            else:
+                job = self._text_job(model, request)
+            images, steps = self._run(model, job, request, on_progress, cancelled)
+            seeds = request.seeds
+            if job.finish is not None:
+                images = job.finish(images)
+                seeds = (request.seed,)
+            order = int(getattr(job.pipe.scheduler, "order", 1))
+            ran = math.ceil(steps.iterations / order)
+            sampler = sampler_name(job.pipe.scheduler)
+            return self._result(model, request, images, seeds, ran, job.cfg, sampler, started, job.notes)
+
+    def _result(
+        self,
+        model: LoadedModel,
+        request: GenerationRequest,
+        images: list[Image.Image],
+        seeds: tuple[int, ...],
+        steps: int,
+        cfg: float,
+        sampler: str,
+        started: float,
+        notes: list[str],
+    ) -> GenerationResult:
+        extra = {"mode": request.mode.value}
+        if request.mode is Mode.VARIATION:
+            extra["strength"] = f"{request.strength:g}"
+        if notes:
+            extra["notes"] = "; ".join(notes)
+        return GenerationResult(
+            images=tuple(images),
+            seeds=seeds,
+            width=images[0].width,
+            height=images[0].height,
+            steps=steps,
+            cfg=cfg,
+            sampler=sampler,
+            model=model.model_id,
+            elapsed_s=time.perf_counter() - started,
+            extra=extra,
+        )
+
+    def close(self) -> None:
+        """Drop every loaded pipeline and free the device memory."""
+        with self._lock:
+            if self._alias is not None:
+                self._alias.close()
+                self._alias = None
+            self._default.close()
