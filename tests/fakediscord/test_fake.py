@@ -43,6 +43,28 @@ class CountButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"cou
         await interaction.response.send_message(f"clicked {self.n}", view=view)
 
 
+class FlipButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"flip:(?P<on>[01])"):
+    """Updates its own message: type 7 when turning on, type 6 + edit of @original when turning off."""
+
+    def __init__(self, on: bool) -> None:
+        super().__init__(discord.ui.Button(label="on" if on else "off", custom_id=f"flip:{int(on)}"))
+        self.on = on
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> FlipButton:
+        return cls(match["on"] == "1")
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        view = discord.ui.View(timeout=None).add_item(FlipButton(not self.on))
+        if not self.on:
+            await interaction.response.edit_message(content="on", view=view)
+        else:
+            await interaction.response.defer()
+            await interaction.edit_original_response(content="off again", view=view)
+
+
 class AskModal(discord.ui.Modal, title="Tell me"):
     answer: discord.ui.TextInput[AskModal] = discord.ui.TextInput(label="Answer", custom_id="answer")
 
@@ -147,8 +169,22 @@ def make_bot(probe: Probe) -> commands.Bot:
 
     tree.add_command(settings)
 
+    @tree.command(description="a message that updates itself")
+    async def flipper(interaction: discord.Interaction) -> None:
+        view = discord.ui.View(timeout=None).add_item(FlipButton(False))
+        await interaction.response.send_message("off", view=view)
+
+    @tree.command(description="upload a file of `size` bytes")
+    async def big(interaction: discord.Interaction, size: int) -> None:
+        await interaction.response.defer()
+        try:
+            await interaction.followup.send(file=discord.File(io.BytesIO(b"x" * size), filename="big.bin"))
+        except discord.HTTPException as exc:
+            probe.errors.append(exc)
+        probe.done.set()
+
     async def setup_hook() -> None:
-        bot.add_dynamic_items(CountButton)
+        bot.add_dynamic_items(CountButton, FlipButton)
         await tree.sync()
 
     bot.setup_hook = setup_hook  # type: ignore[method-assign]
@@ -223,20 +259,76 @@ async def test_ephemeral_flag_is_recorded(fake_discord: FakeDiscord, probe: Prob
         assert message.flags & 64
 
 
-async def test_expired_token_breaks_webhooks_but_not_channel_messages(
-    fake_discord: FakeDiscord, probe: Probe
-) -> None:
-    async with run_bot(make_bot(probe), fake_discord):
-        interaction = await fake_discord.slash("later", user=fake_discord.member)
+@pytest.mark.parametrize("expiry", ["expire_token", "lifetime"])
+async def test_expired_token_breaks_webhooks_but_not_channel_messages(expiry: str) -> None:
+    probe = Probe()
+    config = FakeConfig(token_lifetime_s=0.3 if expiry == "lifetime" else 900)
+    async with FakeDiscord(config) as fake, run_bot(make_bot(probe), fake):
+        interaction = await fake.slash("later", user=fake.member)
         await interaction.response()
-        fake_discord.expire_token(interaction.token)
+        if expiry == "expire_token":
+            fake.expire_token(interaction.token)
+        else:
+            await asyncio.sleep(0.4)
         probe.release.set()
         await asyncio.wait_for(probe.done.wait(), 5)
         assert [(e.status, e.code) for e in probe.errors] == [(401, 50027)]
-        fallback = await fake_discord.wait_for_message(lambda m: "late result" in m.content)
+        fallback = await fake.wait_for_message(lambda m: "late result" in m.content)
         assert fallback.interaction_id is None
-        assert f"<@{fake_discord.member.user.id}>" in fallback.content
-        assert [v.kind for v in fake_discord.state.violations] == ["expired_token"]
+        assert f"<@{fake.member.user.id}>" in fallback.content
+        assert [v.kind for v in fake.state.violations] == ["expired_token"]
+
+
+async def test_buttons_update_their_own_message(fake_discord: FakeDiscord, probe: Probe) -> None:
+    async with run_bot(make_bot(probe), fake_discord):
+        message = await (await fake_discord.slash("flipper")).wait_original()
+        turn_on = await fake_discord.click(message, "flip:0")
+        assert (await turn_on.response()).type == 7
+        await fake_discord.wait_for(lambda _: message.custom_ids() == ["flip:1"])
+        turn_off = await fake_discord.click(message, "flip:1")
+        assert (await turn_off.response()).type == 6
+        await fake_discord.wait_for(lambda _: message.content == "off again")
+        assert [r.content for r in message.history] == ["off", "on", "off again"]
+        assert message.custom_ids() == ["flip:0"]
+        assert len(fake_discord.messages_in()) == 1
+
+
+async def test_attachment_size_limit() -> None:
+    probe = Probe()
+    async with FakeDiscord(FakeConfig(attachment_size_limit=1000)) as fake, run_bot(make_bot(probe), fake):
+        await fake.slash("big", {"size": 1001})
+        await asyncio.wait_for(probe.done.wait(), 5)
+        probe.done.clear()
+        await fake.slash("big", {"size": 1000})
+        await asyncio.wait_for(probe.done.wait(), 5)
+        assert [(e.status, e.code) for e in probe.errors] == [(413, 40005)]
+        # The failed upload left its "thinking" placeholder; the second filled its own.
+        assert [(m.loading, [a.size for a in m.attachments]) for m in fake.messages_in()] == [
+            (True, []),
+            (False, [1000]),
+        ]
+        assert [v.kind for v in fake.state.violations] == ["attachment_too_large"]
+
+
+async def test_member_chunks_and_bad_token(fake_discord: FakeDiscord) -> None:
+    intents = discord.Intents.default()
+    intents.members = True
+    bot = commands.Bot(command_prefix="!", intents=intents)
+    async with run_bot(bot, fake_discord, require_sync=False):
+        guild = bot.get_guild(fake_discord.guild.id)
+        assert guild is not None
+        found = await guild.query_members(user_ids=[fake_discord.other_member.user.id])
+        assert [m.name for m in found] == ["bob"]
+        assert fake_discord.state.member_requests
+
+    async with FakeDiscord(FakeConfig(bot_token="right")) as fake:
+        with pytest.raises(AssertionError, match="LoginFailure"):
+            await _start_with_token(fake, "wrong")
+
+
+async def _start_with_token(fake: FakeDiscord, token: str) -> None:
+    async with run_bot(commands.Bot(command_prefix="!", intents=discord.Intents.none()), fake, token=token):
+        pass
 
 
 async def test_late_ack_is_a_violation() -> None:
