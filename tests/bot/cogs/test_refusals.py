@@ -1,0 +1,97 @@
+"""Refusals are ephemeral, arrive within 3 s, and queue nothing: bad prompts, banned words, channels,
+quotas and the per-user waiting limit."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from bot.store.models import Job
+from engine.simulated import SimulatedBackend
+from tests.bot.discord_fixtures import BotWorld, imagine_grid, make_settings, started_bot
+from tests.fakediscord import FakeDiscord, InteractionRecord
+
+EPHEMERAL = 64
+
+
+async def _job_count(world: BotWorld) -> int:
+    async with world.bot.db.session() as session:
+        return int(await session.scalar(select(func.count()).select_from(Job)) or 0)
+
+
+async def _refused(interaction: InteractionRecord) -> str:
+    answer = await interaction.response(timeout=3)
+    assert interaction.ack_latency is not None
+    assert interaction.ack_latency < 3
+    assert answer.data["flags"] & EPHEMERAL, answer.data
+    return str(answer.data["content"])
+
+
+async def _admin(world: BotWorld, command: str, options: dict[str, object]) -> None:
+    answer = await (await world.fake.slash(command, options, user=world.fake.admin)).response(timeout=3)
+    assert answer.data["flags"] & EPHEMERAL
+
+
+async def test_bad_prompt_banned_word_and_channel_are_refused_ephemerally(
+    fake_discord: FakeDiscord, tmp_path: Path
+) -> None:
+    backend = SimulatedBackend(seconds=0.05)
+    async with started_bot(fake_discord, make_settings(tmp_path), backend) as world:
+        fake = fake_discord
+        text = await _refused(await fake.slash("imagine", {"prompt": "a cat --ar 0:0"}))
+        assert "--ar" in text
+
+        await _admin(world, "config banned-words", {"action": "add", "words": "gore, blood moon"})
+        text = await _refused(await fake.slash("imagine", {"prompt": "the Blood Moon rises"}))
+        assert "`blood moon`" in text
+
+        other = fake.guild.channel("other")
+        await _admin(world, "config channel", {"action": "allow", "channel": other})
+        text = await _refused(await fake.slash("imagine", {"prompt": "a cat"}, channel="general"))
+        assert f"<#{other.id}>" in text
+        assert await _job_count(world) == 0
+        assert backend.calls == []
+
+        ok = await fake.slash("imagine", {"prompt": "a cat"}, channel=other)
+        assert not (await ok.response(timeout=3)).data.get("flags", 0) & EPHEMERAL
+
+
+async def test_daily_job_quota_refuses_once_used_up(fake_discord: FakeDiscord, tmp_path: Path) -> None:
+    backend = SimulatedBackend(seconds=0.05)
+    async with started_bot(fake_discord, make_settings(tmp_path), backend) as world:
+        fake = fake_discord
+        await _admin(world, "quota set", {"target": fake.member.user.id, "jobs_per_day": 1})
+        grid = await imagine_grid(world, "a cat")
+        await world.jobs.wait_idle()
+        text = await _refused(await fake.slash("imagine", {"prompt": "a dog"}))
+        assert "1 jobs" in text
+        assert "resets <t:" in text
+        # Someone else is not limited by that member's rule.
+        await imagine_grid(world, "a dog", user=fake.other_member)
+        assert await _job_count(world) == 2
+        # A button press is a job too, counted against the same quota.
+        text = await _refused(await fake.click(grid, grid.custom_ids()[0], user=fake.member))
+        assert "quota" in text
+
+
+async def test_waiting_limit_refuses_and_repeat_posts_one_message_per_job(
+    fake_discord: FakeDiscord, tmp_path: Path
+) -> None:
+    gate = threading.Event()  # held: jobs start but cannot finish until the test lets them
+    backend = SimulatedBackend(seconds=0.01, steps=1, gate=gate)
+    async with started_bot(fake_discord, make_settings(tmp_path), backend) as world:
+        fake = fake_discord
+        await _admin(world, "quota set", {"target": fake.member.user.id, "max_waiting": 1, "max_running": 1})
+        first = await fake.slash("imagine", {"prompt": "one --repeat 2"})
+        await first.response(timeout=3)
+        text = await _refused(await fake.slash("imagine", {"prompt": "two"}))
+        assert "1 jobs waiting" in text
+        assert await _job_count(world) == 2
+        gate.set()
+        await fake.wait_for(
+            lambda _: len([m for m in fake.messages_in(fake.channel) if len(m.custom_ids()) == 9]) == 2,
+            timeout=10,
+            what="two grids, one per --repeat job",
+        )
