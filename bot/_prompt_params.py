@@ -287,7 +287,7 @@ def _unknown(name: str, flag: str) -> PromptError:
             f"{quote(flag)} is not a parameter; did you mean `--{_BY_NAME[close[0]].names[0]}`?",
             parameter=flag,
         )
-    names = ", ".join(f"--{spec.names[0]}" for spec in _SPECS)
+    names = ", ".join("/".join(f"--{name}" for name in spec.names) for spec in _SPECS)
     return PromptError(f"{quote(flag)} is not a parameter; this bot knows {names}.", parameter=flag)
 
 

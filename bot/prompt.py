@@ -9,6 +9,9 @@ parameters; image links (http/https) at the start of the prompt become image pro
 the rest into weighted parts. `--repeat` copies a request. Model versions: `--v X` / `--version X`
 picks the configured alias `X`; `--niji` alone picks the alias `niji` and `--niji X` the alias
 `niji X`. Pure Python: no Discord here.
+
+`str(request)` is canonical text that parses back to the same request. Parse it again without
+the user's defaults: their effect is already written into it.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ __all__ = [
     "normalise_defaults",
     "parse",
 ]
+
+# Defined in private modules; they belong to this one's public API.
+PromptError.__module__ = __name__
+PromptLimits.__module__ = __name__
 
 
 @dataclass(frozen=True, slots=True)

@@ -220,7 +220,7 @@ def test_unknown_parameter_suggests_the_closest_known_one(flag: str, suggestion:
 
 def test_unknown_parameter_without_a_close_match_lists_the_known_ones() -> None:
     message = error("x --zzzzzz 1")
-    assert "`--zzzzzz` is not a parameter; this bot knows --aspect, --seed, --no" in message
+    assert "`--zzzzzz` is not a parameter; this bot knows --aspect/--ar, --seed, --no, --chaos/--c" in message
 
 
 def test_a_value_glued_to_its_name_is_explained() -> None:
