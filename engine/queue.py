@@ -165,7 +165,9 @@ class LocalQueue:
         *,
         max_running_per_owner: int = 3,
         max_waiting_per_owner: int = 10,
+        position_interval_s: float = 0.5,
     ) -> None:
+        """`position_interval_s`: waiting jobs hear of a new position at most this often."""
         if not backends:
             raise ValueError("LocalQueue needs at least one backend to run jobs on")
         if max_waiting_per_owner < 0:
@@ -176,13 +178,15 @@ class LocalQueue:
             for i, backend in enumerate(backends)
         ]
         self.max_waiting_per_owner = max_waiting_per_owner
+        self.position_interval_s = position_interval_s
         self._sched: FairScheduler[_Job] = FairScheduler(max_running_per_owner=max_running_per_owner)
         self._jobs: dict[str, _Job] = {}
         self._running: dict[_Job, None] = {}  # in start order, oldest first
         self._idle: list[_Worker] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._order: dict[_Job, int] | None = None  # cached start order of waiting jobs
-        self._positions_pending = False
+        self._announcement: asyncio.TimerHandle | None = None
+        self._last_announced = float("-inf")
         self._started = False
         self._closing = False
 
@@ -209,6 +213,8 @@ class LocalQueue:
         if self._closing:
             return
         self._closing = True
+        if self._announcement is not None:
+            self._announcement.cancel()
         for job in [job for job in self._jobs.values() if self._sched.is_waiting(job)]:
             self._sched.remove(job)
             self._end(job)
@@ -258,10 +264,14 @@ class LocalQueue:
         job = _Job(job_id=job_id, owner=owner, request=request, channel=channel, handle=handle)
         self._jobs[job_id] = job
         self._sched.push(owner, job)
-        self._order = None
+        self._positions_changed()
         self._dispatch()
         if job.worker is None:
-            self._announce_positions()  # now, so the first event a subscriber sees is JobQueued
+            # Told at once, so the first event a subscriber sees is JobQueued; the others
+            # hear of their new places with the next announcement.
+            job.last_position = self._start_order().get(job)
+            if job.last_position is not None:
+                channel.publish(JobQueued(job_id, job.last_position))
         return handle
 
     async def cancel(self, job_id: str) -> bool:
@@ -340,16 +350,7 @@ class LocalQueue:
             self._positions_changed()
 
     def _launch(self, job: _Job, worker: _Worker) -> None:
-        job.worker = worker
-        job.started_at = time.monotonic()
-        worker.job = job
-        self._running[job] = None
-        job.channel.publish(JobStarted(job.job_id, worker.name))
-        task = asyncio.get_running_loop().create_task(self._run(job, worker), name=f"job-{job.job_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _run(self, job: _Job, worker: _Worker) -> None:
+        """Hand `job` to `worker`'s device thread now, and a task to wait for it."""
         assert worker.thread is not None
         loop = asyncio.get_running_loop()
         on_progress = self._progress_callback(job, loop)
@@ -357,36 +358,49 @@ class LocalQueue:
         def call() -> GenerationResult:
             return worker.backend.generate(job.request, on_progress=on_progress, cancelled=job.cancel_event)
 
+        job.worker = worker
+        job.started_at = time.monotonic()
+        worker.job = job
+        self._running[job] = None
+        running = worker.thread.run(call)
+        job.channel.publish(JobStarted(job.job_id, worker.name))
+        task = loop.create_task(self._finish(job, worker, running), name=f"job-{job.job_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _finish(self, job: _Job, worker: _Worker, running: asyncio.Future[GenerationResult]) -> None:
+        """Wait for the device thread, start the worker's next job, then deliver this one's outcome."""
+        outcome: GenerationResult | EngineError
         try:
-            result = await worker.thread.run(call)
+            outcome = await running
         except EngineError as exc:  # JobCancelled included
-            job.channel.fail(job.cancel_error or exc)
+            outcome = exc
         except asyncio.CancelledError:
-            # Only close() cancels a run, after giving up on the backend.
-            job.channel.fail(
-                job.cancel_error or JobInterrupted("The bot shut down while this job was running.")
-            )
+            # Only close() cancels this wait, after giving up on the backend.
+            outcome = JobInterrupted("The bot shut down while this job was running.")
             raise
         except Exception as exc:
             log.exception("backend %s failed job %s", worker.name, job.job_id)
-            error = GenerationError(
+            outcome = GenerationError(
                 f"The image generator failed unexpectedly ({type(exc).__name__}); "
                 "try again, and tell the server admin if it keeps happening."
             )
-            error.__cause__ = exc
-            job.channel.fail(job.cancel_error or error)
-        else:
-            if job.cancel_error is not None:
-                job.channel.fail(job.cancel_error)  # finished before it noticed; a cancel still wins
-            else:
-                worker.stats.add(time.monotonic() - job.started_at)
-                job.channel.finish(result)
+            outcome.__cause__ = exc
         finally:
+            elapsed = time.monotonic() - job.started_at
+            # The device first: the next job starts before anyone hears of this one.
             self._end(job)
             worker.job = None
             self._sched.finished(job.owner)
             self._idle.append(worker)
             self._dispatch()
+            if job.cancel_error is not None:
+                job.channel.fail(job.cancel_error)  # a cancel wins even if the backend finished
+            elif isinstance(outcome, GenerationResult):
+                worker.stats.add(elapsed)
+                job.channel.finish(outcome)
+            else:
+                job.channel.fail(outcome)
 
     def _stop(self, job: _Job, error: JobCancelled) -> bool:
         """Ask a running job to stop at its next step; it will end with `error`."""
@@ -432,14 +446,20 @@ class LocalQueue:
         return self._order
 
     def _positions_changed(self) -> None:
-        """Positions moved; tell waiting jobs once this loop iteration's changes are done."""
+        """Positions moved; tell waiting jobs soon, at most once per `position_interval_s`.
+
+        Every start moves every waiting job, so announcing each change would cost the loop
+        a wakeup per waiting subscriber per job.
+        """
         self._order = None
-        if not self._positions_pending and len(self._sched):
-            self._positions_pending = True
-            asyncio.get_running_loop().call_soon(self._announce_positions)
+        if self._announcement is None and len(self._sched) and not self._closing:
+            loop = asyncio.get_running_loop()
+            delay = max(self._last_announced + self.position_interval_s - loop.time(), 0.0)
+            self._announcement = loop.call_later(delay, self._announce_positions)
 
     def _announce_positions(self) -> None:
-        self._positions_pending = False
+        self._announcement = None
+        self._last_announced = asyncio.get_running_loop().time()
         for job, place in self._start_order().items():
             if place != job.last_position:
                 job.last_position = place

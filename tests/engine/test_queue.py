@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -50,7 +50,7 @@ def held_backend(name: str = "sim", **kwargs: object) -> tuple[SimulatedBackend,
 async def make_queue() -> AsyncIterator[QueueMaker]:
     made: list[LocalQueue] = []
 
-    def make(*backends: SimulatedBackend, **kwargs: int) -> LocalQueue:
+    def make(*backends: SimulatedBackend, **kwargs: Any) -> LocalQueue:
         queue = LocalQueue(backends, **kwargs)
         made.append(queue)
         return queue
@@ -181,7 +181,7 @@ async def test_a_job_that_starts_at_once_does_not_count_as_waiting(make_queue: Q
 
 async def test_cancel_a_waiting_job_never_runs_it(make_queue: QueueMaker) -> None:
     backend, gate = held_backend()
-    queue = make_queue(backend)
+    queue = make_queue(backend, position_interval_s=0)
     await queue.start()
     first = await queue.submit("a", request("first"))
     doomed = await queue.submit("b", request("doomed"))

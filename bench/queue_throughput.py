@@ -1,0 +1,172 @@
+"""Benchmark of the fair queue over simulated GPUs that only sleep T per job, leaving the CPU free.
+
+Run from the repository root:  .venv/bin/python -m bench.queue_throughput
+
+Prints three figures against their targets:
+- throughput over 200 jobs from 20 owners, as a fraction of the ideal workers / T (target >= 0.98);
+- how long a newcomer's one job waits behind another owner's 20-job backlog, in job slots (<= 1);
+- the largest event-loop lag while the queue runs, from a 1 ms ticker (< 20 ms).
+Every job has a subscriber reading its events, as the bot would, so the fan-out is measured too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import platform
+import statistics
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from engine.queue import JobHandle, JobStarted, LocalQueue
+from engine.simulated import SimulatedBackend
+from engine.types import GenerationRequest
+
+
+@dataclass(frozen=True)
+class LagStats:
+    max_ms: float
+    p99_ms: float
+    ticks: int
+
+
+class LagMeter:
+    """Sleeps 1 ms at a time and records by how much each sleep overshoots: the loop's lag."""
+
+    def __init__(self) -> None:
+        self._lags: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(0.001)
+            self._lags.append(time.perf_counter() - before - 0.001)
+
+    def __enter__(self) -> LagMeter:
+        self._task = asyncio.get_running_loop().create_task(self._tick())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+    def stats(self) -> LagStats:
+        lags = sorted(self._lags)
+        return LagStats(max_ms=lags[-1] * 1000, p99_ms=lags[int(len(lags) * 0.99)] * 1000, ticks=len(lags))
+
+
+def backends(workers: int, seconds: float, steps: int) -> list[SimulatedBackend]:
+    return [SimulatedBackend(seconds=seconds, steps=steps, name=f"sim{i}") for i in range(workers)]
+
+
+async def follow(handle: JobHandle) -> int:
+    """Read every event of a job, as the bot's progress updater would; returns how many it saw."""
+    return sum([1 async for _ in handle.events()])
+
+
+async def throughput(jobs: int, owners: int, seconds: float, steps: int, workers: int) -> dict[str, float]:
+    per_owner = -(-jobs // owners)
+    async with LocalQueue(backends(workers, seconds, steps), max_waiting_per_owner=per_owner) as queue:
+        with LagMeter() as lag:
+            await asyncio.sleep(0.05)  # let the ticker settle before the work arrives
+            began = time.perf_counter()
+            handles = [
+                await queue.submit(f"owner{i % owners}", GenerationRequest(prompt=f"job {i}", seed=i))
+                for i in range(jobs)
+            ]
+            followers = [asyncio.create_task(follow(handle)) for handle in handles]
+            for handle in handles:
+                await handle.result()
+            elapsed = time.perf_counter() - began
+            events = sum(await asyncio.gather(*followers))
+        lags = lag.stats()
+    ideal = jobs * seconds / workers
+    return {
+        "elapsed_s": elapsed,
+        "ideal_s": ideal,
+        "jobs_per_s": jobs / elapsed,
+        "ratio": ideal / elapsed,
+        "events": events,
+        "lag_max_ms": lags.max_ms,
+        "lag_p99_ms": lags.p99_ms,
+        "ticks": lags.ticks,
+    }
+
+
+async def newcomer(backlog: int, seconds: float, steps: int) -> dict[str, float]:
+    """One owner queues `backlog` jobs; once the first runs, a newcomer submits one job."""
+    (backend,) = backends(1, seconds, steps)
+    async with LocalQueue([backend], max_waiting_per_owner=backlog) as queue:
+        heavy = [
+            await queue.submit("heavy", GenerationRequest(prompt=f"heavy {i}", seed=i))
+            for i in range(backlog)
+        ]
+        async for event in heavy[0].events():
+            if isinstance(event, JobStarted):
+                break
+        submitted = time.perf_counter()
+        mine = await queue.submit("newcomer", GenerationRequest(prompt="mine"))
+        position = queue.position(mine.job_id)
+        async for event in mine.events():
+            if isinstance(event, JobStarted):
+                break
+        waited = time.perf_counter() - submitted
+        await mine.result()
+        # Backlog jobs that started after the newcomer submitted and before it (the running one excluded).
+        heavy_before = [call.prompt for call in backend.calls].index("mine") - 1
+        for handle in heavy:
+            await queue.cancel(handle.job_id)
+    return {"waited_s": waited, "slots": waited / seconds, "position": position or 0, "jumped": heavy_before}
+
+
+def listed(values: Iterable[float]) -> str:
+    return ", ".join(f"{value:.4f}" for value in values)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--owners", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=0.05, help="simulated GPU time per job (T)")
+    parser.add_argument("--steps", type=int, default=20, help="progress events per job")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 4], help="simulated GPUs, one run each")
+    parser.add_argument("--rounds", type=int, default=3, help="repeat each figure; the median is reported")
+    args = parser.parse_args()
+
+    print(f"python {platform.python_version()} on {platform.machine()}, T = {args.seconds * 1000:.0f} ms")
+    ok = True
+    for workers in args.workers:
+        runs = [
+            asyncio.run(throughput(args.jobs, args.owners, args.seconds, args.steps, workers))
+            for _ in range(args.rounds)
+        ]
+        ratio = statistics.median(run["ratio"] for run in runs)
+        lag_max = max(run["lag_max_ms"] for run in runs)
+        lag_p99 = statistics.median(run["lag_p99_ms"] for run in runs)
+        median = sorted(runs, key=lambda run: run["ratio"])[len(runs) // 2]
+        ok &= ratio >= 0.98 and lag_max < 20
+        print(
+            f"throughput, {workers} worker(s), {args.jobs} jobs from {args.owners} owners: "
+            f"{median['elapsed_s']:.3f} s for ideal {median['ideal_s']:.3f} s = "
+            f"{ratio:.4f} x {workers}/T (target >= 0.98; rounds: "
+            f"{listed(run['ratio'] for run in runs)}), {median['events']:.0f} events read"
+        )
+        print(
+            f"event-loop lag, {workers} worker(s): max {lag_max:.2f} ms over {args.rounds} rounds "
+            f"(target < 20 ms), p99 {lag_p99:.2f} ms, {median['ticks']:.0f} ticks a round"
+        )
+    waits = [asyncio.run(newcomer(20, args.seconds, args.steps)) for _ in range(args.rounds)]
+    slots = max(wait["slots"] for wait in waits)
+    ok &= slots <= 1 and all(wait["jumped"] == 0 for wait in waits)
+    print(
+        f"newcomer behind a 20-job backlog: position {waits[0]['position']:.0f}, waited at most "
+        f"{slots:.2f} job slots (target <= 1; rounds: {listed(w['slots'] for w in waits)}), "
+        f"backlog jobs started before it: {max(w['jumped'] for w in waits):.0f}"
+    )
+    print("all targets met" if ok else "SOME TARGETS MISSED")
+
+
+if __name__ == "__main__":
+    main()
