@@ -17,8 +17,8 @@ from bot.store.db import normalize_url
 SNOWFLAKE = 2**63 - 1  # Discord ids use all 64 bits
 
 
-async def test_sqlite_runs_in_wal_mode_with_foreign_keys(db: Database) -> None:
-    async with db.session() as session:
+async def test_sqlite_runs_in_wal_mode_with_foreign_keys(sqlite_url: str) -> None:
+    async with await Database.connect(sqlite_url) as db, db.session() as session:
         journal = (await session.execute(text("PRAGMA journal_mode"))).scalar_one()
         foreign_keys = (await session.execute(text("PRAGMA foreign_keys"))).scalar_one()
         busy_timeout = (await session.execute(text("PRAGMA busy_timeout"))).scalar_one()
