@@ -208,7 +208,8 @@ def settings_view(
 
 
 def attachment_file(path: Path) -> discord.File:
-    return discord.File(path, filename=path.name)
+    """The image in memory: discord.py leaves files it did not open itself unclosed on some routes."""
+    return discord.File(io.BytesIO(path.read_bytes()), filename=path.name)
 
 
 def ephemeral_kwargs() -> dict[str, Any]:

@@ -1,0 +1,89 @@
+"""/info, /history, /show and /cancel, and results that outlive the interaction token."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from sqlalchemy import select
+
+from bot.store.models import Job, JobStatus
+from engine.simulated import SimulatedBackend
+from tests.bot.discord_fixtures import imagine_grid, make_settings, started_bot
+from tests.fakediscord import FakeDiscord
+
+EPHEMERAL = 64
+
+
+async def test_result_arrives_after_the_interaction_token_expired(
+    fake_discord: FakeDiscord, tmp_path: Path
+) -> None:
+    gate = threading.Event()
+    backend = SimulatedBackend(seconds=0.05, steps=2, gate=gate)
+    async with started_bot(fake_discord, make_settings(tmp_path), backend) as world:
+        fake = fake_discord
+        interaction = await fake.slash("imagine", {"prompt": "a slow sunrise"})
+        await interaction.response(timeout=3)
+        original = await interaction.wait_original()
+        fake.expire_token(interaction)  # 15 minutes later, as far as the webhook is concerned
+        # A Discord hiccup while posting the result is retried.
+        fake.fail_next("PATCH /channels/*/messages/*", status=503, times=2)
+        gate.set()
+        await fake.wait_for(lambda _: len(original.custom_ids()) == 9, timeout=15, what="the grid")
+        await world.jobs.wait_idle()
+        assert original.content == f"**a slow sunrise** - <@{fake.member.user.id}>"
+        assert original.attachments
+        assert not [v for v in fake.state.violations if "token" in v.kind.lower()]
+
+
+async def test_info_history_show_and_cancel(fake_discord: FakeDiscord, tmp_path: Path) -> None:
+    gate = threading.Event()
+    backend = SimulatedBackend(seconds=0.05, steps=2, gate=gate)
+    gate.set()
+    async with started_bot(fake_discord, make_settings(tmp_path), backend) as world:
+        fake = fake_discord
+        grid = await imagine_grid(world, "a done job")
+        await world.jobs.wait_idle()
+        done_id = grid.custom_ids()[0].split(":")[2]
+
+        gate.clear()
+        held = await fake.slash("imagine", {"prompt": "a held job"})
+        await held.response(timeout=3)
+        held_message = await held.wait_original()
+
+        info = await (await fake.slash("info")).response(timeout=3)
+        assert info.data["flags"] & EPHEMERAL
+        assert "**Jobs today:** 1 of unlimited" in info.data["content"]
+        assert "running" in info.data["content"]
+        assert "resets:** <t:" in info.data["content"]
+
+        history = await (await fake.slash("history")).response(timeout=3)
+        assert f"`{done_id}`" in history.data["content"]
+        assert f"/{grid.id}" in history.data["content"]
+        others = await (await fake.slash("history", {"user": fake.other_member.user.id})).response(timeout=3)
+        assert "has no jobs yet" in others.data["content"]
+
+        # /cancel with no id cancels the newest waiting or running job, and its message says so.
+        cancelled = await (await fake.slash("cancel")).response(timeout=3)
+        assert cancelled.data["flags"] & EPHEMERAL
+        await fake.wait_for(lambda _: held_message.content.endswith("(cancelled)"), timeout=10, what="cancel")
+        nothing = await (await fake.slash("cancel")).response(timeout=3)
+        assert "no waiting or running job" in nothing.data["content"]
+
+        # /show reposts a finished grid with working buttons.
+        shown = await fake.slash("show", {"job_id": done_id})
+        await shown.response(timeout=3)
+        reposted = await shown.wait_original()
+        assert reposted.custom_ids() == grid.custom_ids()
+        assert reposted.attachments[0].data == grid.attachments[0].data
+        gate.set()
+        press = await fake.click(reposted, reposted.custom_ids()[0])
+        assert not (await press.response(timeout=3)).data.get("flags", 0) & EPHEMERAL
+        await fake.wait_for_message(lambda m: "Image #1" in m.content and bool(m.attachments), timeout=10)
+
+        unknown = await (await fake.slash("show", {"job_id": "0" * 32})).response(timeout=3)
+        assert "/history" in unknown.data["content"]
+        await world.jobs.wait_idle()
+        async with world.bot.db.session() as session:
+            statuses = sorted(job.status for job in (await session.scalars(select(Job))).all())
+        assert statuses == sorted([JobStatus.SUCCEEDED, JobStatus.CANCELLED, JobStatus.SUCCEEDED])
