@@ -110,6 +110,7 @@ class InteractionRoutes:
             flags = (int(data.get("flags") or 0) & EPHEMERAL) | LOADING
             message = rest.record_message(channel, record, flags)
             message.snapshot()
+            self.fake.message_event("MESSAGE_CREATE", message)
             record.original_message_id = message.id
             return message
         if kind in (DEFERRED_UPDATE, UPDATE_MESSAGE):
@@ -183,5 +184,5 @@ class InteractionRoutes:
 
     async def delete_webhook_message(self, app: str, token: str, mid: str, **_: Any) -> web.Response:
         record = self._by_token(app, token)
-        self._webhook_message(record, mid).deleted = True
+        self.fake.delete_message(self._webhook_message(record, mid))
         return web.Response(status=204)

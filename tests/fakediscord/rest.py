@@ -325,7 +325,7 @@ class RestApi:
 
     async def delete_message(self, cid: str, mid: str, **_: Any) -> web.Response:
         message = self._channel_message(cid, mid)
-        message.deleted = True
+        self.fake.delete_message(message)
         return web.Response(status=204)
 
     async def no_content(self, **_: Any) -> web.Response:
@@ -392,6 +392,7 @@ class RestApi:
         message = self.record_message(channel, interaction)
         self._apply(message, body, files)
         message.snapshot()
+        self.fake.message_event("MESSAGE_CREATE", message)
         return message
 
     def record_message(
@@ -421,6 +422,7 @@ class RestApi:
         message.flags &= ~LOADING
         message.edited_timestamp = iso_now()
         message.snapshot()
+        self.fake.message_event("MESSAGE_UPDATE", message)
 
     def _apply(
         self, message: MessageRecord, body: JSON, files: dict[int, Attachment], *, editing: bool = False

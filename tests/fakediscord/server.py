@@ -4,6 +4,7 @@ talks to, plus the driving API tests use to act as users (slash commands, clicks
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import socket
 import time
@@ -39,6 +40,7 @@ from tests.fakediscord.state import FakeState, InteractionRecord, MessageRecord
 __all__ = ["FakeConfig", "FakeDiscord", "FakeDiscordError"]
 
 ALL_PERMISSIONS = (1 << 41) - 1
+GUILD_MESSAGES, DIRECT_MESSAGES, MESSAGE_CONTENT = 1 << 9, 1 << 12, 1 << 15
 UserLike = FakeMember | FakeUser | int
 
 
@@ -78,6 +80,7 @@ class FakeDiscord:
         self.interactions = InteractionRoutes(self)
         self.rest = RestApi(self)
         self._runner: web.AppRunner | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
 
     # --- lifecycle -----------------------------------------------------------------------------------
@@ -98,6 +101,8 @@ class FakeDiscord:
 
     async def close(self) -> None:
         """Close gateway connections (code 1000) and stop listening."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         for session in list(self.sessions):
             await session.ws.close(code=1000)
         if self._runner is not None:
@@ -251,6 +256,65 @@ class FakeDiscord:
         if status == 429:
             body |= {"retry_after": 0.1, "global": False}
         self.rest.failures.append(Failure(route_pattern, status, times, body))
+
+    def emit(self, event: str, data: JSON, *, intent: int | None = None) -> None:
+        """Dispatch in the background to identified clients whose intents include `intent`."""
+        for session in self.sessions:
+            intents = int((session.identify or {}).get("intents") or 0)
+            if session.ready and (intent is None or intents & intent):
+                task = asyncio.get_running_loop().create_task(
+                    session.dispatch(event, self._for(session, data))
+                )
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    def _for(self, session: GatewaySession, data: JSON) -> JSON:
+        # Without the message content intent Discord blanks what a user wrote, unless it mentions the bot.
+        intents = int((session.identify or {}).get("intents") or 0)
+        author = data.get("author") or {}
+        mentioned = f"<@{self.bot_user.id}>" in str(data.get("content", ""))
+        if "content" not in data or intents & MESSAGE_CONTENT or mentioned:
+            return data
+        if author.get("id") == str(self.bot_user.id):
+            return data
+        return data | {"content": "", "embeds": [], "attachments": [], "components": []}
+
+    def message_event(self, event: str, message: MessageRecord) -> None:
+        """MESSAGE_CREATE/UPDATE/DELETE as Discord sends them (never for ephemeral messages)."""
+        if message.ephemeral:
+            return
+        intent = GUILD_MESSAGES if message.guild_id is not None else DIRECT_MESSAGES
+        if event == "MESSAGE_DELETE":
+            data: JSON = {"id": str(message.id), "channel_id": str(message.channel_id)}
+            if message.guild_id is not None:
+                data["guild_id"] = str(message.guild_id)
+        else:
+            data = message.to_payload(self.url)
+        self.emit(event, data, intent=intent)
+
+    def delete_message(self, message: MessageRecord) -> None:
+        message.deleted = True
+        self.message_event("MESSAGE_DELETE", message)
+
+    async def post_as_user(
+        self, content: str, *, user: UserLike | None = None, channel: FakeChannel | str | int | None = None
+    ) -> MessageRecord:
+        """A user writes `content` in a channel (default #general); the bot gets MESSAGE_CREATE."""
+        await self.wait_until_identified()
+        guild, place = self._place(None, channel)
+        member = self._member(user, guild)
+        message = MessageRecord(
+            id=new_snowflake(),
+            channel_id=place.id,
+            guild_id=place.guild_id,
+            author=member.user,
+            content=content,
+        )
+        message.snapshot()
+        self.state.messages[message.id] = message
+        self.message_event("MESSAGE_CREATE", message)
+        self.state.notify()
+        return message
 
     async def dispatch(self, event: str, data: JSON) -> None:
         """Send a gateway dispatch to every identified client."""

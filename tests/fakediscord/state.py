@@ -31,6 +31,7 @@ __all__ = [
 
 EPHEMERAL = 1 << 6
 LOADING = 1 << 7
+POLL_S = 0.02
 
 
 class WaitTimeout(AssertionError):
@@ -332,7 +333,8 @@ class FakeState:
             if self._changed is None:
                 self._changed = asyncio.Event()
             try:
-                await asyncio.wait_for(self._changed.wait(), timeout=remaining)
+                # Also poll, so conditions on things outside the fake (a bot's cache) work too.
+                await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, POLL_S))
             except TimeoutError:
                 continue
 

@@ -439,3 +439,36 @@ def test_sitecustomize_redirects_a_subprocess() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.split() == ["http://127.0.0.1:9/api/v10", "ws://127.0.0.1:9/gateway/"]
+
+
+async def test_user_messages_and_message_events(fake_discord: FakeDiscord) -> None:
+    intents = discord.Intents.default()
+    intents.message_content = True
+    bot = commands.Bot(command_prefix="!", intents=intents)
+
+    @bot.command()
+    async def echo(ctx: commands.Context[commands.Bot], word: str) -> None:
+        await ctx.send(word)
+
+    async with run_bot(bot, fake_discord, require_sync=False):
+        await fake_discord.post_as_user("!echo hi", user=fake_discord.member)
+        reply = await fake_discord.wait_for_message(lambda m: m.author == fake_discord.bot_user)
+        assert reply.content == "hi"
+        # The bot's own message came back over the gateway as MESSAGE_CREATE, as on Discord.
+        await fake_discord.wait_for(lambda _: any(m.id == reply.id for m in bot.cached_messages))
+
+
+async def test_message_content_intent_is_respected(fake_discord: FakeDiscord) -> None:
+    bot = commands.Bot(command_prefix="!", intents=discord.Intents.default())
+    seen: list[str] = []
+
+    @bot.listen()
+    async def on_message(message: discord.Message) -> None:
+        seen.append(message.content)
+
+    async with run_bot(bot, fake_discord, require_sync=False):
+        await fake_discord.post_as_user("private words")
+        mention = f"<@{fake_discord.bot_user.id}> hello"
+        await fake_discord.post_as_user(mention)
+        await fake_discord.wait_for(lambda _: len(seen) == 2)
+    assert seen == ["", mention]
