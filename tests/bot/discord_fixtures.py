@@ -52,9 +52,15 @@ class BotWorld:
 
 @contextlib.asynccontextmanager
 async def started_bot(
-    fake: FakeDiscord, settings: Settings, backend: Backend, *, require_sync: bool = True
+    fake: FakeDiscord,
+    settings: Settings,
+    backend: Backend,
+    *,
+    require_sync: bool = True,
+    wait_jobs: bool = True,
 ) -> AsyncIterator[BotWorld]:
-    """Run an ImagineBot wired as `bot.app.run` wires it; wait for its jobs before closing."""
+    """Run an ImagineBot wired as `bot.app.run` wires it; wait for its jobs before closing
+    (`wait_jobs=False` stops it like a crash would: unfinished jobs stay unfinished in the database)."""
     await upgrade(settings.database_url)
     db = await Database.connect(settings.database_url)
     queue = LocalQueue(
@@ -68,7 +74,8 @@ async def started_bot(
     try:
         async with run_bot(bot, fake, require_sync=require_sync) as running:
             yield BotWorld(fake, running, bot, settings, queue)
-            await jobs.wait_idle()
+            if wait_jobs:
+                await jobs.wait_idle()
             assert bot.handler_errors == [], bot.handler_errors
     finally:
         await queue.close(grace_s=1.0)
