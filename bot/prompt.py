@@ -149,12 +149,13 @@ def _parse_variant(text: str, limits: PromptLimits, defaults: Mapping[str, str] 
     """One expanded prompt: its request, repeated `--repeat` times."""
     prompt_text, raw_parameters = split_parameters(normalise_dashes(text))
     images, rest = split_image_prompts(prompt_text)
+    # Parameters first: `--ar 16:9 a cat` is better told that text after `--ar` is its value.
+    params = apply_parameters(raw_parameters, defaults, limits, has_images=bool(images))
     if not rest:
         if images:
             raise PromptError(f"Add some words after the image link describing the picture, {_EXAMPLE}.")
         raise PromptError(f"The prompt has no text; describe the picture before any parameters, {_EXAMPLE}.")
     split = split_multiprompt(rest)
-    params = apply_parameters(raw_parameters, defaults, limits, has_images=bool(images))
     parts = tuple(PromptPart(part, weight) for part, weight in split or ())
     negatives = [part.text for part in parts if part.weight < 0]
     request = Request(

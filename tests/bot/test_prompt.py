@@ -52,6 +52,10 @@ def test_a_prompt_without_text_is_an_error(text: str) -> None:
     assert "describe the picture" in error(text)
 
 
+def test_text_after_a_leading_parameter_is_explained_as_its_value() -> None:
+    assert "put the prompt text before the first `--`" in error("--ar 16:9 a cat")
+
+
 def test_length_cap_counts_the_whole_text_including_parameters() -> None:
     limits = PromptLimits(max_length=20)
     assert one("a cat --ar 16:9 --c 5", limits=PromptLimits(max_length=21)).chaos == 5
