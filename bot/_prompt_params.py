@@ -277,8 +277,9 @@ def _unknown(name: str, flag: str) -> PromptError:
     for known in sorted(_BY_NAME, key=len, reverse=True):
         rest = name[len(known) :]
         if name.startswith(known) and rest and not rest[0].isalpha():
+            spaced = quote(f"--{known} {rest}")
             return PromptError(
-                f"{quote(flag)}: put a space between `--{known}` and its value, like `--{known} {rest}`.",
+                f"{quote(flag)}: put a space between `--{known}` and its value, like {spaced}.",
                 parameter=flag,
             )
     close = difflib.get_close_matches(name, list(_BY_NAME), n=1, cutoff=0.6)
