@@ -127,16 +127,19 @@ async def run_bot(
     timeout: float = 10.0,  # noqa: ASYNC109 - a bounded wait is this helper's API
     require_sync: bool = True,
     fast_ready: bool = True,
+    allow_unknown_routes: bool = False,
 ) -> AsyncIterator[RunningBot]:
     """Start `bot` against `fake` (reconnect=False), wait for READY and its command sync, yield, then
     close it and fail the test if any handler exception happened.
 
     `fast_ready` shortens discord.py's wait for more GUILD_CREATEs after READY (2 s by default).
+    A REST call to a route the fake does not know also fails the test unless `allow_unknown_routes`.
     """
     running = RunningBot(bot, fake)
     if fast_ready:
         bot._connection.guild_ready_timeout = 0.05
     syncs_before = len(fake.state.command_syncs)
+    unknown_before = len(fake.state.unknown_routes)
     with redirect_discord(fake), _collect_errors(running):
         task = asyncio.create_task(bot.start(token, reconnect=False), name="fakediscord-bot")
         try:
@@ -154,6 +157,10 @@ async def run_bot(
                 await asyncio.wait_for(task, timeout=5.0)
             if not task.done():
                 task.cancel()
+    unknown = fake.state.unknown_routes[unknown_before:]
+    if unknown and not allow_unknown_routes:
+        routes = ", ".join(f"{r.method} {r.path}" for r in unknown)
+        raise AssertionError(f"the bot called routes the fake Discord does not know (answered 404): {routes}")
     if running.errors:
         details = "\n".join(f"  - {e}" for e in running.errors)
         raise AssertionError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from tests.fakediscord.server import FakeDiscord
 
 __all__ = ["Body", "Failure", "RestApi"]
+
+log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v10"
 # Flags a bot may set on a message it sends: ephemeral (interaction replies only), suppress embeds,
@@ -149,10 +152,14 @@ class RestApi:
             response = json_response(exc.body, exc.status)
         record = RequestRecord(method, path, response.status, time.monotonic(), body.json)
         state.requests.append(record)
-        if response.status == 404 and getattr(response, "_fake_unknown_route", False):
+        if response.status == 404 and not self._known(method, path):
+            log.warning("fake Discord has no route for %s %s", method, path)
             state.unknown_routes.append(record)
         state.notify()
         return response
+
+    def _known(self, method: str, path: str) -> bool:
+        return any(m == method and p.match(path) for m, p, _ in self.routes)
 
     async def _dispatch(self, request: web.Request, method: str, path: str, body: Body) -> web.Response:
         for failure in self.failures:
@@ -168,9 +175,7 @@ class RestApi:
                 if isinstance(result, web.Response):
                     return result
                 return json_response(result)
-        response = json_response(error_body(0, "404: Not Found"), 404)
-        response._fake_unknown_route = True  # type: ignore[attr-defined]
-        return response
+        return json_response(error_body(0, "404: Not Found"), 404)
 
     def _check_auth(self, request: web.Request, path: str) -> None:
         # Interaction callbacks and interaction webhooks are authorised by their token, not the bot's.

@@ -230,6 +230,11 @@ class FakeDiscord:
         )
         return next(s for s in self.sessions if s.ready)
 
+    async def wait_until_synced(self, count: int = 1, timeout: float = 10.0) -> GatewaySession:  # noqa: ASYNC109
+        """Wait until a client has identified and `count` command syncs happened (for subprocess bots)."""
+        await self.wait_for(lambda s: len(s.command_syncs) >= count, timeout=timeout, what="a command sync")
+        return await self.wait_until_identified(timeout=timeout)
+
     # --- rules and failures --------------------------------------------------------------------------
 
     def expire_token(self, token: str | InteractionRecord) -> None:

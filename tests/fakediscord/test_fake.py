@@ -6,7 +6,6 @@ import asyncio
 import io
 import os
 import re
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -416,29 +415,63 @@ async def test_subcommand_options_resolved_and_permissions(fake_discord: FakeDis
             await fake_discord.slash("settings grant", {**options, "bogus": 1}, user=fake_discord.admin)
 
 
-async def test_unknown_routes_are_recorded(fake_discord: FakeDiscord) -> None:
-    async with run_bot(
-        commands.Bot(command_prefix="!", intents=discord.Intents.none()), fake_discord, require_sync=False
-    ) as running:
+async def test_unknown_routes_are_recorded_and_fail_run_bot(fake_discord: FakeDiscord) -> None:
+    bot = commands.Bot(command_prefix="!", intents=discord.Intents.none())
+    async with run_bot(bot, fake_discord, require_sync=False, allow_unknown_routes=True) as running:
         with pytest.raises(discord.NotFound):
             await running.bot.http.request(discord.http.Route("GET", "/no/such/route"))
     assert [(r.method, r.path) for r in fake_discord.state.unknown_routes] == [("GET", "/no/such/route")]
 
+    async def strict() -> None:
+        bot = commands.Bot(command_prefix="!", intents=discord.Intents.none())
+        async with run_bot(bot, fake_discord, require_sync=False) as running:
+            with pytest.raises(discord.NotFound):
+                await running.bot.http.request(discord.http.Route("GET", "/also/missing"))
 
-def test_sitecustomize_redirects_a_subprocess() -> None:
-    code = (
-        "import discord.http, discord.gateway as g;"
-        "print(discord.http.Route.BASE, g.DiscordWebSocket.DEFAULT_GATEWAY)"
-    )
+    with pytest.raises(AssertionError, match="GET /also/missing"):
+        await strict()
+
+
+SUBPROCESS_BOT = """
+import asyncio, discord
+from discord.ext import commands
+
+async def main():
+    bot = commands.Bot(command_prefix="!", intents=discord.Intents.none())
+
+    @bot.tree.command(description="ping")
+    async def ping(interaction):
+        await interaction.response.send_message("pong from " + str(discord.http.Route.BASE))
+
+    async def setup_hook():
+        await bot.tree.sync()
+
+    bot.setup_hook = setup_hook
+    await bot.start("t", reconnect=False)
+
+asyncio.run(main())
+"""
+
+
+async def test_sitecustomize_redirects_a_killed_subprocess(fake_discord: FakeDiscord) -> None:
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT / "tests/fakediscord/sitecustomize"),
-        "FAKE_DISCORD_URL": "http://127.0.0.1:9",
+        "FAKE_DISCORD_URL": fake_discord.url,
     }
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=True
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", SUBPROCESS_BOT, env=env, stderr=asyncio.subprocess.DEVNULL
     )
-    assert out.stdout.split() == ["http://127.0.0.1:9/api/v10", "ws://127.0.0.1:9/gateway/"]
+    try:
+        await fake_discord.wait_until_synced(timeout=30)
+        message = await (await fake_discord.slash("ping")).wait_original()
+        assert message.content == f"pong from {fake_discord.api_url}"
+    finally:
+        proc.kill()
+        await proc.wait()
+    # The killed client's connection is dropped cleanly and the fake keeps serving.
+    await fake_discord.wait_for(lambda s: s.gateway_closed == 1 and not fake_discord.sessions)
+    assert fake_discord.state.unknown_routes == []
 
 
 async def test_user_messages_and_message_events(fake_discord: FakeDiscord) -> None:
