@@ -322,7 +322,7 @@ def _defaults(defaults: Mapping[str, str]) -> Iterator[tuple[_Spec, str, str]]:
             spec = _spec_for(name, flag)
         except PromptError as exc:
             raise PromptError(
-                f"Your saved default `{flag}` cannot be used: {exc.message} Change it with /settings.",
+                f"Your saved default {quote(flag)} cannot be used: {exc.message} Change it with /settings.",
                 parameter=flag,
             ) from None
         if spec.key in keys:
@@ -346,8 +346,8 @@ def _apply_default(spec: _Spec, params: Parameters, value: str, flag: str, limit
         _apply(spec, params, value, flag, limits)
     except PromptError as exc:
         raise PromptError(
-            f"Your saved default `{flag} {value}`".rstrip()
-            + f" no longer works: {exc.message} Change it with /settings.",
+            f"Your saved default {quote(f'{flag} {value}'.rstrip())} no longer works: {exc.message} "
+            "Change it with /settings.",
             parameter=flag,
         ) from None
 
