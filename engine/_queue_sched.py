@@ -119,6 +119,22 @@ class FairScheduler(Generic[J]):
     def __len__(self) -> int:
         return len(self._owner_of)
 
+    def place_of_newest(self, owner: str, running: Sequence[str], workers: int) -> int:
+        """The 1-based start place of `owner`'s newest waiting job; cheap in the common case.
+
+        While the running limit cannot bind (no more workers than the limit), the start order is
+        plain rounds: every backlogged owner once, in least-recently-served order, then again.
+        """
+        state = self._owners[owner]
+        if workers > self.max_running:
+            return self.start_order(running, workers).index(state.waiting[-1]) + 1
+        rounds = len(state.waiting) - 1  # the owner's earlier jobs: one per round before this one
+        before = sum(min(len(other.waiting), rounds) for other in self._owners.values())
+        ahead_in_round = sum(
+            1 for other in self._owners.values() if len(other.waiting) > rounds and other.key < state.key
+        )
+        return before + ahead_in_round + 1
+
     def start_order(self, running: Sequence[str], workers: int) -> list[J]:
         """Every waiting job in the order it would start, assuming jobs take equally long.
 

@@ -269,9 +269,8 @@ class LocalQueue:
         if job.worker is None:
             # Told at once, so the first event a subscriber sees is JobQueued; the others
             # hear of their new places with the next announcement.
-            job.last_position = self._start_order().get(job)
-            if job.last_position is not None:
-                channel.publish(JobQueued(job_id, job.last_position))
+            job.last_position = self._sched.place_of_newest(owner, self._running_owners(), len(self._workers))
+            channel.publish(JobQueued(job_id, job.last_position))
         return handle
 
     async def cancel(self, job_id: str) -> bool:
@@ -438,10 +437,12 @@ class LocalQueue:
         if progress is not None:
             job.channel.publish(JobProgress(job.job_id, progress))
 
+    def _running_owners(self) -> list[str]:
+        return [job.owner for job in self._running]
+
     def _start_order(self) -> dict[_Job, int]:
         if self._order is None:
-            running = [job.owner for job in self._running]
-            order = self._sched.start_order(running, len(self._workers))
+            order = self._sched.start_order(self._running_owners(), len(self._workers))
             self._order = {job: place for place, job in enumerate(order, start=1)}
         return self._order
 

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import engine.queue
+from engine._queue_sched import FairScheduler, estimate_finish
 from engine.backend import ProgressCallback
 from engine.errors import GenerationError, JobCancelled, JobInterrupted, QueueClosed, QueueFull
 from engine.queue import (
@@ -441,3 +445,50 @@ async def test_close_before_start_fails_every_job_and_does_not_hang() -> None:
         await results(handle)
     with pytest.raises(QueueClosed):
         await queue.start()
+
+
+# --- the scheduling policy on its own -----------------------------------------------------
+
+Op = tuple[str, str]  # ("push", owner) or ("step", "")
+
+
+@given(
+    ops=st.lists(
+        st.one_of(st.tuples(st.just("push"), st.sampled_from("abcd")), st.just(("step", ""))), max_size=40
+    ),
+    workers=st.integers(1, 4),
+    limit=st.integers(1, 3),
+)
+def test_start_order_predicts_what_the_scheduler_does(ops: list[Op], workers: int, limit: int) -> None:
+    sched: FairScheduler[int] = FairScheduler(max_running_per_owner=limit)
+    running: deque[str] = deque()  # owners of running jobs, oldest first
+    started: list[int] = []
+
+    def step() -> None:
+        """An idle worker takes the next job if one may start, else the oldest running job ends."""
+        if len(running) < workers and (picked := sched.pop_next()) is not None:
+            running.append(picked[0])
+            started.append(picked[1])
+        elif running:
+            sched.finished(running.popleft())
+
+    for number, (op, owner) in enumerate(ops):
+        if op == "push":
+            sched.push(owner, number)
+            order = sched.start_order(list(running), workers)
+            assert sched.place_of_newest(owner, list(running), workers) == order.index(number) + 1
+        else:
+            step()
+    predicted = sched.start_order(list(running), workers)
+    already = len(started)
+    while len(sched):
+        step()
+    assert started[already:] == predicted
+
+
+def test_estimate_finish_assigns_jobs_to_the_worker_free_first() -> None:
+    workers = [(10.0, 3.0), (10.0, 0.0)]  # (average, seconds until free)
+    assert estimate_finish(0, workers) == 10.0  # the idle worker takes it now
+    assert estimate_finish(1, workers) == 13.0  # one job ahead takes the idle worker
+    assert estimate_finish(2, workers) == 20.0
+    assert estimate_finish(0, [(None, 0.0)]) is None
