@@ -189,6 +189,7 @@ class LocalQueue:
         self._last_announced = float("-inf")
         self._started = False
         self._closing = False
+        self._closed: asyncio.Task[None] | None = None
 
     @property
     def max_running_per_owner(self) -> int:
@@ -210,8 +211,12 @@ class LocalQueue:
 
     async def close(self, *, grace_s: float = 30.0) -> None:
         """Take no more jobs, drop waiting ones, give running ones `grace_s` seconds, then stop them."""
-        if self._closing:
-            return
+        if self._closed is None:
+            self._closed = asyncio.get_running_loop().create_task(self._close(grace_s))
+        # Shielded: a caller that stops waiting does not leave the queue half closed.
+        await asyncio.shield(self._closed)
+
+    async def _close(self, grace_s: float) -> None:
         self._closing = True
         if self._announcement is not None:
             self._announcement.cancel()

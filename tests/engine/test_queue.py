@@ -492,3 +492,20 @@ def test_estimate_finish_assigns_jobs_to_the_worker_free_first() -> None:
     assert estimate_finish(1, workers) == 13.0  # one job ahead takes the idle worker
     assert estimate_finish(2, workers) == 20.0
     assert estimate_finish(0, [(None, 0.0)]) is None
+
+
+async def test_a_second_close_waits_for_the_first() -> None:
+    backend, gate = held_backend()
+    queue = LocalQueue([backend])
+    await queue.start()
+    running = await queue.submit("a", request("running"))
+    await started(running)
+    first = asyncio.create_task(queue.close(grace_s=5))
+    second = asyncio.create_task(queue.close())
+    await asyncio.sleep(0.01)
+    assert not first.done()
+    assert not second.done()
+    gate.set()
+    async with asyncio.timeout(5):
+        await asyncio.gather(first, second)
+    assert (await results(running))[0].seeds == running.request.seeds
