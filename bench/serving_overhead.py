@@ -1,0 +1,122 @@
+"""Benchmark: what `imaginebot imagine` adds on top of the raw diffusers call.
+
+For the same request, in one process and on the same pipeline object: the time from the prompt
+text to the grid encoded on disk (parse → queue → backend with progress and previews → grid and
+four images written with their recipes), divided by the raw `pipe(...)` call alone. Target: ≤ 1.05
+where the raw call takes ≥ 2 s. The tiny model draws at one fixed pixel area (its native 64×64),
+so the raw call is brought up to that time with more denoising steps rather than a larger size.
+
+    PYTHONPATH=. .venv/bin/python bench/serving_overhead.py [--model tiny] [--rounds 5] [--min-raw-s 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import io
+import math
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from bot.imagine_cli import OutputPlan, ProgressBar, generation_requests, quiet_libraries, run_job
+from bot.settings import load_settings
+from engine.backends import load_backend
+from engine.backends.diffusers import DiffusersBackend
+from engine.queue import LocalQueue
+from engine.types import GenerationRequest, GenerationResult
+
+PROMPT = "a red circle on a blue background --seed 7"
+
+
+def raw_call(pipe: Any, request: GenerationRequest, result: GenerationResult) -> tuple[float, list[Any]]:
+    """The same generation as a diffusers user would write it; returns (seconds, images)."""
+    import torch
+
+    began = time.perf_counter()
+    output = pipe(
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt or None,
+        num_images_per_prompt=len(request.seeds),
+        width=result.width,
+        height=result.height,
+        num_inference_steps=result.steps,
+        guidance_scale=result.cfg,
+        generator=[torch.Generator("cpu").manual_seed(seed) for seed in request.seeds],
+        output_type="pil",
+    )
+    return time.perf_counter() - began, list(output.images)
+
+
+async def served(queue: LocalQueue, text: str, settings: Any, directory: Path) -> tuple[float, Any]:
+    """Prompt text to files on disk, as `imaginebot imagine` does it (progress bar drawn to memory)."""
+    began = time.perf_counter()
+    request = generation_requests(text, settings)[0]
+    saved = await run_job(queue, request, OutputPlan(directory, "grid"), bar=ProgressBar(io.StringIO()))
+    return time.perf_counter() - began, saved
+
+
+async def main_async(model: str, rounds: int, min_raw_s: float) -> None:
+    quiet_libraries()
+    settings = load_settings(model=model, device="cpu")
+    backend = load_backend(model, device="cpu")
+    assert isinstance(backend, DiffusersBackend)
+    pipe = backend.model.text2img
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        async with LocalQueue([backend]) as queue:
+            # 1. Calibrate: enough steps that the raw call takes at least `min_raw_s`. The served
+            #    warm-up also tells the size and guidance the backend chose, and sets its scheduler.
+            request = generation_requests(f"{PROMPT} --steps 10", settings)[0]
+            result = await (await queue.submit("bench", request)).result()
+            raw_s, _ = raw_call(pipe, request, result)
+            steps = max(10, math.ceil(10 * min_raw_s * 1.15 / raw_s))
+            text = f"{PROMPT} --steps {steps}"
+            request = generation_requests(text, settings)[0]
+            result = dataclasses.replace(result, steps=steps)
+            size = f"{result.width}x{result.height}"
+            print(f"model={model}: 4 images of {size}, {steps} steps, cfg {result.cfg:g}")
+            await served(queue, text, settings, directory)  # warm-up at the measured size
+
+            # 2. Alternate raw and served runs so drift on a noisy machine hits both alike.
+            raws, serves, same = [], [], True
+            for _ in range(rounds):
+                raw_s, raw_images = raw_call(pipe, request, result)
+                serve_s, saved = await served(queue, text, settings, directory)
+                raws.append(raw_s)
+                serves.append(serve_s)
+                same = same and _same_pixels(raw_images, saved.images)
+    raw_med, serve_med = statistics.median(raws), statistics.median(serves)
+    print("raw pipe(...) s: " + " ".join(f"{s:.3f}" for s in raws))
+    print("served s:        " + " ".join(f"{s:.3f}" for s in serves))
+    print(f"median raw {raw_med:.3f} s, served {serve_med:.3f} s, overhead ratio {serve_med / raw_med:.3f}")
+    per_round = [s / r for s, r in zip(serves, raws, strict=True)]
+    print("per-round ratios: " + " ".join(f"{ratio:.3f}" for ratio in per_round))
+    print(f"served images identical to the raw call's: {same}")
+
+
+def _same_pixels(raw_images: list[Any], paths: tuple[Path, ...]) -> bool:
+    for image, path in zip(raw_images, paths, strict=True):
+        with Image.open(path) as saved:
+            if not np.array_equal(np.asarray(image.convert("RGB")), np.asarray(saved.convert("RGB"))):
+                return False
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tiny")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--min-raw-s", type=float, default=2.0)
+    args = parser.parse_args()
+    asyncio.run(main_async(args.model, args.rounds, args.min_raw_s))
+
+
+if __name__ == "__main__":
+    main()
