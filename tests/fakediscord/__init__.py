@@ -12,8 +12,10 @@ Running a bot:
         ...                                              # running.bot, running.fake, running.errors
     On exit the bot is closed and the test FAILS if any exception reached Client.on_error,
     CommandTree.on_error, View.on_error or Modal.on_error (or was logged by discord.py with a
-    traceback). `running.take_errors()` consumes expected ones. Options: token=, timeout=,
-    require_sync= (default True: wait for a PUT of the command list), fast_ready= (default True).
+    traceback), or if it called a REST route the fake does not know (`allow_unknown_routes=True`
+    to permit). `await running.wait_for_error()` / `running.take_errors()` for expected ones.
+    Options: token=, timeout=, require_sync= (default True: wait for a PUT of the command list),
+    fast_ready= (default True: 0.05 s instead of discord.py's 2 s wait for more GUILD_CREATEs).
 
 Acting as users (each returns an `InteractionRecord`):
     await fake.slash("imagine", {"prompt": "a cat"}, user=fake.member, channel="general", permissions=0x20)
@@ -21,6 +23,7 @@ Acting as users (each returns an `InteractionRecord`):
     await fake.click(message, "custom_id", user=...)            # buttons; values=[...] for selects
     await fake.submit_modal(interaction, "modal_id", {"field_id": "value"})
     await fake.autocomplete("imagine", {"prompt": "a c"}, focused="prompt")
+    await fake.post_as_user("!help", user=fake.member)        # a MessageRecord; bot gets MESSAGE_CREATE
     Option types come from the synced command schema; users/roles/channels get `resolved` data.
     A command whose `default_member_permissions` the user lacks raises `FakeDiscordError`, as
     Discord would not offer it. `fake.member` / `fake.other_member` are plain members,
@@ -40,6 +43,9 @@ Reading what happened (`fake.state`, a `FakeState`):
     fake.state.violations   rule breaks (late/double ack, expired token, limits), each answered
                             with Discord's error; fake.state.unknown_routes (404ed, recorded);
     fake.state.requests, command_syncs, heartbeats (monotonic arrival times), max_heartbeat_gap().
+    The bot's own non-ephemeral messages come back as MESSAGE_CREATE/UPDATE/DELETE when its intents
+    ask for them; without the message content intent a user's text arrives blank unless it
+    mentions the bot, as on Discord.
 
 Rules enforced because Discord enforces them: acknowledge within 3 s (else 404 code 10062), once
 (else 400 code 40060); a token expires after 15 minutes or on `fake.expire_token(token)` (webhooks
@@ -48,7 +54,9 @@ components, unique custom ids, content <= 2000 chars, no empty messages (400 cod
 errors); attachments above the size limit answer 413 code 40005; ephemeral messages are invisible
 to channel routes. `fake.fail_next("POST /channels/*/messages", status=503, times=1)` injects failures.
 
-Subprocess: `PYTHONPATH=tests/fakediscord/sitecustomize FAKE_DISCORD_URL=<fake.url> imaginebot run`.
+Subprocess: `PYTHONPATH=tests/fakediscord/sitecustomize FAKE_DISCORD_URL=<fake.url> imaginebot run`,
+then `await fake.wait_until_synced(timeout=30)` before driving it; a killed client is dropped cleanly
+(`fake.state.gateway_closed` counts closed connections) and a restarted one can IDENTIFY again.
 """
 
 from tests.fakediscord.harness import HandlerError, RunningBot, redirect_discord, run_bot

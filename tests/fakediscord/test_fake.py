@@ -173,6 +173,15 @@ def make_bot(probe: Probe) -> commands.Bot:
         view = discord.ui.View(timeout=None).add_item(FlipButton(False))
         await interaction.response.send_message("off", view=view)
 
+    @tree.command(description="pick a colour")
+    async def colour(interaction: discord.Interaction, name: str) -> None:
+        await interaction.response.send_message(name)
+
+    @colour.autocomplete("name")
+    async def colour_names(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        names = ["red", "green", "grey"]
+        return [app_commands.Choice(name=n, value=n) for n in names if n.startswith(current)]
+
     @tree.command(description="upload a file of `size` bytes")
     async def big(interaction: discord.Interaction, size: int) -> None:
         await interaction.response.defer()
@@ -236,6 +245,16 @@ async def test_modal_round_trip(fake_discord: FakeDiscord, probe: Probe) -> None
         assert message.content == "you said forty-two"
         with pytest.raises(FakeDiscordError, match="no field"):
             await fake_discord.submit_modal(opened, values={"nope": "x"})
+
+
+async def test_autocomplete(fake_discord: FakeDiscord, probe: Probe) -> None:
+    async with run_bot(make_bot(probe), fake_discord):
+        typed = await fake_discord.autocomplete("colour", {"name": "gr"}, focused="name")
+        assert (await typed.response()).type == 8
+        assert typed.autocomplete_choices == [
+            {"name": "green", "value": "green"},
+            {"name": "grey", "value": "grey"},
+        ]
 
 
 async def test_defer_followups_and_edit_original(fake_discord: FakeDiscord, probe: Probe) -> None:
@@ -459,18 +478,20 @@ async def test_sitecustomize_redirects_a_killed_subprocess(fake_discord: FakeDis
         "PYTHONPATH": str(ROOT / "tests/fakediscord/sitecustomize"),
         "FAKE_DISCORD_URL": fake_discord.url,
     }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", SUBPROCESS_BOT, env=env, stderr=asyncio.subprocess.DEVNULL
-    )
-    try:
-        await fake_discord.wait_until_synced(timeout=30)
-        message = await (await fake_discord.slash("ping")).wait_original()
-        assert message.content == f"pong from {fake_discord.api_url}"
-    finally:
-        proc.kill()
-        await proc.wait()
-    # The killed client's connection is dropped cleanly and the fake keeps serving.
-    await fake_discord.wait_for(lambda s: s.gateway_closed == 1 and not fake_discord.sessions)
+    for run in (1, 2):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", SUBPROCESS_BOT, env=env, stderr=asyncio.subprocess.DEVNULL
+        )
+        try:
+            await fake_discord.wait_until_synced(count=run, timeout=30)
+            message = await (await fake_discord.slash("ping")).wait_original()
+            assert message.content == f"pong from {fake_discord.api_url}"
+        finally:
+            proc.kill()
+            await proc.wait()
+        # The killed client's connection is dropped cleanly; a restarted one identifies again.
+        await fake_discord.wait_for(lambda s, run=run: s.gateway_closed == run and not fake_discord.sessions)
+    assert len(fake_discord.state.identifies) == 2
     assert fake_discord.state.unknown_routes == []
 
 
