@@ -19,6 +19,7 @@ from discord.ext import commands
 from tests.fakediscord.harness import run_bot
 from tests.fakediscord.payloads import MANAGE_GUILD
 from tests.fakediscord.server import FakeConfig, FakeDiscord, FakeDiscordError
+from tests.fakediscord.state import FakeState
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
 ROOT = Path(__file__).resolve().parents[2]
@@ -489,8 +490,12 @@ async def test_sitecustomize_redirects_a_killed_subprocess(fake_discord: FakeDis
         finally:
             proc.kill()
             await proc.wait()
+
         # The killed client's connection is dropped cleanly; a restarted one identifies again.
-        await fake_discord.wait_for(lambda s, run=run: s.gateway_closed == run and not fake_discord.sessions)
+        def dropped(state: FakeState, closed: int = run) -> bool:
+            return state.gateway_closed == closed and not fake_discord.sessions
+
+        await fake_discord.wait_for(dropped)
     assert len(fake_discord.state.identifies) == 2
     assert fake_discord.state.unknown_routes == []
 
