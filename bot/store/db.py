@@ -7,6 +7,7 @@ take the lock at BEGIN so two writers queue up instead of failing with "database
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,11 +17,13 @@ from sqlalchemy import event, make_url, text
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import ArgumentError, InvalidRequestError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
 
-from bot.store.errors import DatabaseUnavailable
+from bot.store.errors import DatabaseUnavailable, StoreError
 
 __all__ = ["SQLITE_BUSY_TIMEOUT_MS", "Database", "create_engine", "display_url", "normalize_url"]
 
+READ_ONLY_OPTION = "imaginebot_read_only"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long an SQLite writer waits for another writer's lock (in its driver thread, not the loop)."""
 
@@ -80,8 +83,14 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any, *, foreign_keys: boo
 def _on_sqlite_begin(connection: Connection) -> None:
     # IMMEDIATE takes the write lock up front: a deferred transaction that reads and then writes
     # fails at once with "database is locked" when another writer committed meanwhile, whereas
-    # waiting at BEGIN is covered by busy_timeout.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # waiting at BEGIN is covered by busy_timeout. Read-only sessions need no lock.
+    read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _refuse_writes(session: Session, _context: Any, _instances: Any) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise StoreError("This session was opened with read_only=True; open a normal one to save changes.")
 
 
 def create_engine(url: str | URL, *, foreign_keys: bool = True, echo: bool = False) -> AsyncEngine:
@@ -124,6 +133,12 @@ class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # SQLite has one writer at a time. Queueing this process's writers on an asyncio lock wakes
+        # the next one the moment the last commits, where SQLite's busy handler would poll with
+        # sleeps of up to 100 ms (measured in bench/store_writes.py). Other processes still wait
+        # through busy_timeout.
+        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self._writer: asyncio.Task[Any] | None = None
 
     @classmethod
     async def connect(cls, url: str | URL, *, echo: bool = False) -> Database:
@@ -145,12 +160,41 @@ class Database:
         return self.engine.url
 
     @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
-        """One unit of work: commits when the block ends normally, rolls back if it raises."""
+    async def session(self, *, read_only: bool = False) -> AsyncIterator[AsyncSession]:
+        """One unit of work: commits when the block ends normally, rolls back if it raises.
+
+        `read_only=True` never commits and refuses to flush changes; on SQLite it runs beside the
+        writer (WAL) instead of waiting for it.
+        """
+        if read_only:
+            async with self._sessions() as session:
+                event.listen(session.sync_session, "before_flush", _refuse_writes)
+                await session.connection(execution_options={READ_ONLY_OPTION: True})
+                yield session
+            return
         # On an exception the commit is skipped and closing the session rolls back.
-        async with self._sessions() as session:
+        async with self._one_writer(), self._sessions() as session:
             yield session
             await session.commit()
+
+    @asynccontextmanager
+    async def _one_writer(self) -> AsyncIterator[None]:
+        if self._write_lock is None:
+            yield
+            return
+        task = asyncio.current_task()
+        if task is not None and task is self._writer:
+            # The outer session holds SQLite's write lock, so the inner one could never get it.
+            raise StoreError(
+                "A write session was opened inside another one in the same task; on SQLite that "
+                "waits for itself. Finish the outer unit of work first, or pass read_only=True."
+            )
+        async with self._write_lock:
+            self._writer = task
+            try:
+                yield
+            finally:
+                self._writer = None
 
     async def close(self) -> None:
         """Close every pooled connection."""

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import StatementError
 
-from bot.store import Database, DatabaseUnavailable, GuildSettings, Job, JobKind, JobStatus
+from bot.store import Database, DatabaseUnavailable, GuildSettings, Job, JobKind, JobStatus, StoreError
 from bot.store import queries as q
 from bot.store.db import normalize_url
 
@@ -182,3 +182,38 @@ async def test_concurrent_read_then_write_units_do_not_lock(db: Database) -> Non
             await session.execute(select(func.count()).where(Job.status == JobStatus.RUNNING))
         ).scalar_one()
     assert (count, running) == (48, 48)
+
+
+async def test_read_only_session_reads_and_refuses_to_write(db: Database) -> None:
+    async with db.session() as session:
+        job = await q.create_job(session, kind=JobKind.IMAGINE, user_id=1, channel_id=2, prompt="a", seed=1)
+
+    async with db.session(read_only=True) as session:
+        loaded = await q.get_job(session, job.id)
+    with pytest.raises(StoreError, match="read_only"):
+        async with db.session(read_only=True) as session:
+            await q.mark_running(session, job.id)
+    async with db.session(read_only=True) as session:
+        still = await q.get_job(session, job.id)
+
+    assert loaded is not None
+    assert loaded.prompt == "a"
+    assert still is not None
+    assert still.status is JobStatus.QUEUED
+
+
+async def test_read_only_sessions_run_beside_a_writer(db: Database) -> None:
+    async with db.session() as writer:
+        await q.create_job(writer, kind=JobKind.IMAGINE, user_id=1, channel_id=2, prompt="a", seed=1)
+        # The writer holds its transaction open; a reader must not wait for it.
+        async with asyncio.timeout(5), db.session(read_only=True) as reader:
+            seen = (await reader.execute(select(func.count()).select_from(Job))).scalar_one()
+
+    assert seen == 0
+
+
+async def test_nested_write_session_in_one_task_fails_fast_on_sqlite(sqlite_url: str) -> None:
+    async with await Database.connect(sqlite_url) as db, db.session():
+        with pytest.raises(StoreError, match="inside another"):
+            async with db.session():
+                pass
