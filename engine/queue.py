@@ -5,10 +5,11 @@ thread so the event loop never stalls. Owners are served round-robin (least rece
 first), within a per-owner running limit and waiting limit. Callers code against `JobQueue` and
 `JobHandle`, so a queue on Redis with remote workers can replace it without changing them.
 
-Events of a job, in order: `JobQueued` (again whenever its position changes), `JobStarted`,
-`JobProgress`…, then exactly one of `JobFinished` / `JobFailed`. A cancelled job fails with
-`JobCancelled` (`JobFailed.cancelled` is true); one dropped by `close()` with its subclass
-`JobInterrupted`, so the bot can run it again after a restart.
+Events of a job, in order: `JobQueued` (again when its position changes, at most every
+`position_interval_s`), `JobStarted`, `JobProgress`…, then exactly one of `JobFinished` /
+`JobFailed`; a slow reader misses intermediate `JobQueued`/`JobProgress`, never the rest.
+A cancelled job fails with `JobCancelled` (`JobFailed.cancelled` is true); one dropped by
+`close()` with its subclass `JobInterrupted`, so the bot can run it again after a restart.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Protocol, runtime_checkable
 
+from engine._queue_api import JobHandle, JobQueue, QueueStats
 from engine._queue_events import (
     EventStream,
     JobChannel,
@@ -51,81 +52,13 @@ __all__ = [
     "JobQueued",
     "JobStarted",
     "LocalQueue",
+    "QueueStats",
 ]
 
 log = logging.getLogger(__name__)
 
 _ABANDON_AFTER_S = 2.0
 """After `close()` cancels running jobs, how long a backend gets to notice before it is abandoned."""
-
-
-class JobHandle:
-    """A caller's grip on one submitted job: its result, its events, and a way to cancel it."""
-
-    def __init__(
-        self,
-        job_id: str,
-        owner: str,
-        request: GenerationRequest,
-        channel: JobChannel,
-        canceller: Callable[[str], Awaitable[bool]],
-    ) -> None:
-        self.job_id = job_id
-        self.owner = owner
-        self.request = request
-        self._channel = channel
-        self._canceller = canceller
-
-    async def result(self) -> GenerationResult:
-        """Wait for the images; raise `GenerationError`, or `JobCancelled` if it was cancelled."""
-        return await self._channel.wait()
-
-    def events(self) -> EventStream:
-        """Subscribe from now: where the job stands, then its events up to and including the final one."""
-        return self._channel.subscribe()
-
-    def done(self) -> bool:
-        return self._channel.done()
-
-    async def cancel(self) -> bool:
-        """Same as `queue.cancel(handle.job_id)`."""
-        return await self._canceller(self.job_id)
-
-    def __repr__(self) -> str:
-        return f"<JobHandle {self.job_id} owner={self.owner} done={self.done()}>"
-
-
-@runtime_checkable
-class JobQueue(Protocol):
-    """What the bot needs from a job queue, local or remote."""
-
-    async def start(self) -> None:
-        """Start running jobs; jobs submitted earlier wait until then."""
-        ...
-
-    async def close(self, *, grace_s: float = 30.0) -> None:
-        """Take no more jobs, drop waiting ones, give running ones `grace_s` seconds, then stop them."""
-        ...
-
-    async def submit(self, owner: str, request: GenerationRequest, *, job_id: str | None = None) -> JobHandle:
-        """Queue a job; raise `QueueFull` or `QueueClosed`. Pass a stored `job_id` to resume a job."""
-        ...
-
-    async def cancel(self, job_id: str) -> bool:
-        """Cancel a waiting or running job; True means it will end with `JobCancelled`."""
-        ...
-
-    def handle(self, job_id: str) -> JobHandle | None:
-        """The handle of a job that has not ended, e.g. to follow it from another message."""
-        ...
-
-    def position(self, job_id: str) -> int | None:
-        """0 = running, n = n-th to start next; None if the job is not in the queue."""
-        ...
-
-    def estimate(self, job_id: str) -> float | None:
-        """Seconds until the job should be done; None if unknown."""
-        ...
 
 
 @dataclass(eq=False, slots=True)
@@ -335,6 +268,17 @@ class LocalQueue:
     @property
     def running(self) -> int:
         return len(self._running)
+
+    def stats(self) -> QueueStats:
+        """A snapshot for an admin's status command."""
+        known = [w.stats.average for w in self._workers if w.stats.average is not None]
+        return QueueStats(
+            workers=len(self._workers),
+            running=len(self._running),
+            waiting=len(self._sched),
+            owners=len({job.owner for job in self._jobs.values()}),
+            average_job_s=sum(known) / len(known) if known else None,
+        )
 
     # --- scheduling -------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from engine.queue import (
     JobQueued,
     JobStarted,
     LocalQueue,
+    QueueStats,
 )
 from engine.simulated import SimulatedBackend
 from engine.types import GenerationRequest, GenerationResult
@@ -383,6 +384,7 @@ async def test_jobs_of_lists_running_then_waiting(make_queue: QueueMaker) -> Non
     assert queue.jobs_of("me") == tuple(h.job_id for h in mine)
     assert queue.jobs_of("nobody") == ()
     assert (queue.running, queue.waiting) == (1, 3)
+    assert queue.stats() == QueueStats(workers=1, running=1, waiting=3, owners=2, average_job_s=None)
     gate.set()
 
 

@@ -1,0 +1,96 @@
+"""The seam between callers and any job queue: the `JobQueue` protocol, job handles and stats.
+
+`LocalQueue` implements it in-process; a queue on Redis with remote workers can implement it
+too (feeding each job's `JobChannel` from a stream) without callers changing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from engine._queue_events import EventStream, JobChannel
+from engine.types import GenerationRequest, GenerationResult
+
+__all__ = ["JobHandle", "JobQueue", "QueueStats"]
+
+
+class JobHandle:
+    """A caller's grip on one submitted job: its result, its events, and a way to cancel it."""
+
+    def __init__(
+        self,
+        job_id: str,
+        owner: str,
+        request: GenerationRequest,
+        channel: JobChannel,
+        canceller: Callable[[str], Awaitable[bool]],
+    ) -> None:
+        self.job_id = job_id
+        self.owner = owner
+        self.request = request
+        self._channel = channel
+        self._canceller = canceller
+
+    async def result(self) -> GenerationResult:
+        """Wait for the images; raise `GenerationError`, or `JobCancelled` if it was cancelled."""
+        return await self._channel.wait()
+
+    def events(self) -> EventStream:
+        """Subscribe from now: where the job stands, then its events up to and including the final one."""
+        return self._channel.subscribe()
+
+    def done(self) -> bool:
+        return self._channel.done()
+
+    async def cancel(self) -> bool:
+        """Same as `queue.cancel(handle.job_id)`."""
+        return await self._canceller(self.job_id)
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.job_id} owner={self.owner} done={self.done()}>"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    workers: int
+    running: int
+    waiting: int
+    owners: int
+    """Owners with a job running or waiting."""
+    average_job_s: float | None
+    """Recent job duration, averaged over workers; None before any job finished."""
+
+
+@runtime_checkable
+class JobQueue(Protocol):
+    """What the bot needs from a job queue, local or remote."""
+
+    async def start(self) -> None:
+        """Start running jobs; jobs submitted earlier wait until then."""
+        ...
+
+    async def close(self, *, grace_s: float = 30.0) -> None:
+        """Take no more jobs, drop waiting ones, give running ones `grace_s` seconds, then stop them."""
+        ...
+
+    async def submit(self, owner: str, request: GenerationRequest, *, job_id: str | None = None) -> JobHandle:
+        """Queue a job; raise `QueueFull` or `QueueClosed`. Pass a stored `job_id` to resume a job."""
+        ...
+
+    async def cancel(self, job_id: str) -> bool:
+        """Cancel a waiting or running job; True means it will end with `JobCancelled`."""
+        ...
+
+    def handle(self, job_id: str) -> JobHandle | None:
+        """The handle of a job that has not ended, e.g. to follow it from another message."""
+        ...
+
+    def position(self, job_id: str) -> int | None:
+        """0 = running, n = n-th to start next; None if the job is not in the queue."""
+        ...
+
+    def estimate(self, job_id: str) -> float | None:
+        """Seconds until the job should be done; None if unknown."""
+        ...
