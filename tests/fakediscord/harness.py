@@ -140,6 +140,7 @@ async def run_bot(
         bot._connection.guild_ready_timeout = 0.05
     syncs_before = len(fake.state.command_syncs)
     unknown_before = len(fake.state.unknown_routes)
+    crashes_before = len(fake.state.internal_errors)
     with redirect_discord(fake), _collect_errors(running):
         task = asyncio.create_task(bot.start(token, reconnect=False), name="fakediscord-bot")
         try:
@@ -157,6 +158,11 @@ async def run_bot(
                 await asyncio.wait_for(task, timeout=5.0)
             if not task.done():
                 task.cancel()
+    crashes = fake.state.internal_errors[crashes_before:]
+    if crashes:
+        raise AssertionError(
+            "the fake Discord itself failed (a bug in tests/fakediscord): " + "; ".join(crashes)
+        )
     unknown = fake.state.unknown_routes[unknown_before:]
     if unknown and not allow_unknown_routes:
         routes = ", ".join(f"{r.method} {r.path}" for r in unknown)

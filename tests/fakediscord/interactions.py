@@ -50,7 +50,7 @@ class InteractionRoutes:
     def _by_token(self, app: str, token: str) -> InteractionRecord:
         """The interaction behind a webhook token; 404 Unknown Webhook / 401 Invalid Webhook Token."""
         record = self.fake.tokens.get(token)
-        if record is None or int(app) != self.fake.world.application_id:
+        if record is None or app != str(self.fake.world.application_id):
             raise not_found(10015, "Webhook", "unknown_webhook")
         if self._expired(record):
             raise HttpError(401, error_body(50027, "Invalid Webhook Token"), "expired_token")

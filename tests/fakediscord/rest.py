@@ -133,7 +133,13 @@ class RestApi:
         r("GET", "/guilds/{gid}/members/{uid}", self.get_member)
 
     def _route(self, method: str, template: str, handler: Handler) -> None:
-        pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(template))
+        # Ids are snowflakes (a message id may also be `@original`); tokens and emoji are free text.
+        def group(match: re.Match[str]) -> str:
+            name = match[1]
+            shape = {"token": "[^/]+", "emoji": "[^/]+", "mid": r"\d+|@original"}.get(name, r"\d+")
+            return f"(?P<{name}>{shape})"
+
+        pattern = re.sub(r"\\\{(\w+)\\\}", group, re.escape(template))
         self.routes.append((method, re.compile(f"^{pattern}$"), handler))
 
     # --- the one aiohttp entry point -----------------------------------------------------------------
@@ -150,6 +156,12 @@ class RestApi:
                 kind, _, detail = exc.violation.partition(": ")
                 state.violations.append(Violation(kind, method, path, detail or str(exc.body)))
             response = json_response(exc.body, exc.status)
+        except Exception as exc:
+            # A bug in the fake, not a Discord answer: record it for run_bot to report, and answer a
+            # 4xx so discord.py fails at once instead of retrying a 5xx for seconds.
+            log.exception("fake Discord crashed handling %s %s", method, path)
+            state.internal_errors.append(f"{method} {path}: {exc!r}")
+            response = json_response(error_body(0, f"fake Discord crashed: {exc!r}"), 400)
         record = RequestRecord(method, path, response.status, time.monotonic(), body.json)
         state.requests.append(record)
         if response.status == 404 and not self._known(method, path):

@@ -302,6 +302,8 @@ class FakeState:
     requests: list[RequestRecord] = field(default_factory=list)
     unknown_routes: list[RequestRecord] = field(default_factory=list)
     violations: list[Violation] = field(default_factory=list)
+    internal_errors: list[str] = field(default_factory=list)
+    """Exceptions inside the fake itself (its bugs, or a request it cannot parse)."""
     heartbeats: list[float] = field(default_factory=list)
     identifies: list[JSON] = field(default_factory=list)
     member_requests: list[JSON] = field(default_factory=list)
