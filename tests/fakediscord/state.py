@@ -44,7 +44,7 @@ class Attachment:
 
     id: int
     filename: str
-    data: bytes
+    data: bytes = field(repr=False)
     content_type: str = "application/octet-stream"
     description: str | None = None
 
@@ -99,7 +99,7 @@ class MessageRecord:
     timestamp: str = field(default_factory=iso_now)
     edited_timestamp: str | None = None
     deleted: bool = False
-    history: list[Revision] = field(default_factory=list)
+    history: list[Revision] = field(default_factory=list, repr=False)
 
     @property
     def ephemeral(self) -> bool:
@@ -198,9 +198,9 @@ class InteractionRecord:
     user: FakeUser
     guild_id: int | None
     channel_id: int
-    payload: JSON
+    payload: JSON = field(repr=False)
     dispatched_at: float
-    state: FakeState
+    state: FakeState = field(repr=False)
     message_id: int | None = None
     """For a component or modal interaction: the message it came from."""
     callbacks: list[CallbackRecord] = field(default_factory=list)
@@ -289,7 +289,7 @@ class RequestRecord:
     body: Any = None
 
 
-@dataclass
+@dataclass(repr=False)
 class FakeState:
     """Everything recorded; `notify()` after each change wakes `wait_for` callers."""
 
@@ -339,6 +339,9 @@ class FakeState:
                 await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, POLL_S))
             except TimeoutError:
                 continue
+
+    def __repr__(self) -> str:
+        return f"<FakeState: {self.summary()}>"
 
     def summary(self) -> str:
         """A one-line account of what happened, for failure messages."""
