@@ -153,7 +153,8 @@ async def run_bot(
                 )
             yield running
         finally:
-            await bot.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(bot.close(), timeout=10.0)
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, timeout=5.0)
             if not task.done():

@@ -508,11 +508,14 @@ async def test_user_messages_and_message_events(fake_discord: FakeDiscord) -> No
     @bot.command()
     async def echo(ctx: commands.Context[commands.Bot], word: str) -> None:
         await ctx.send(word)
+        await ctx.author.send(f"psst {word}")
 
     async with run_bot(bot, fake_discord, require_sync=False):
         await fake_discord.post_as_user("!echo hi", user=fake_discord.member)
         reply = await fake_discord.wait_for_message(lambda m: m.author == fake_discord.bot_user)
         assert reply.content == "hi"
+        dm = fake_discord.dm_channel(fake_discord.member.user)
+        assert (await fake_discord.wait_for_message(channel=dm)).content == "psst hi"
         # The bot's own message came back over the gateway as MESSAGE_CREATE, as on Discord.
         await fake_discord.wait_for(lambda _: any(m.id == reply.id for m in bot.cached_messages))
 
