@@ -132,7 +132,7 @@ async def writes(db: Database, jobs: int, concurrency: int) -> WriteRun:
     return WriteRun(jobs / elapsed, unit_ms, lag, loop_cpu, all_cpu - loop_cpu)
 
 
-async def main(url: str | None, jobs: int, concurrency: int) -> None:
+async def main(url: str | None, jobs: int, concurrency: int, *, busy_handler: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = url or f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
         with LagMeter() as idle:
@@ -140,13 +140,16 @@ async def main(url: str | None, jobs: int, concurrency: int) -> None:
         with LagMeter() as migrating:
             report = await upgrade(url)
         db = await Database.connect(url)
+        if busy_handler:
+            db._write_lock = None  # the comparison: SQLite's busy handler alone queues the writers
         try:
             run = await writes(db, jobs, concurrency)
         finally:
             await db.close()
     cuts = statistics.quantiles(run.unit_ms, n=20)
     units = jobs * 4
-    print(f"python {platform.python_version()} on {platform.machine()}, {report.url}")
+    how = "SQLite busy handler only" if busy_handler else "writers queued in-process"
+    print(f"python {platform.python_version()} on {platform.machine()}, {report.url} ({how})")
     print(
         f"{jobs} job lifecycles, {concurrency} in flight: {run.jobs_per_s:.1f} jobs/s ({units} units of work)"
     )
@@ -165,5 +168,10 @@ if __name__ == "__main__":
     parser.add_argument("--url", help="database URL (default: a fresh SQLite file)")
     parser.add_argument("--jobs", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--compare", action="store_true", help="also run with SQLite's busy handler alone, for the ratio"
+    )
     args = parser.parse_args()
     asyncio.run(main(args.url, args.jobs, args.concurrency))
+    if args.compare:
+        asyncio.run(main(args.url, args.jobs, args.concurrency, busy_handler=True))
