@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from alembic import context
@@ -37,6 +38,8 @@ _OPTIONS: dict[str, Any] = {
     "render_as_batch": True,
     "compare_type": True,
     "render_item": _render_item,
+    # True on SQLite too: `bot.store.db` emits BEGIN itself, so DDL rolls back with everything else.
+    "transactional_ddl": True,
 }
 
 
@@ -68,6 +71,9 @@ async def _run_online() -> None:
 
 
 _connection = config.attributes.get("connection")
+if not isinstance(_connection, Connection) and not logging.getLogger().handlers:
+    # The `alembic` command line: say what runs (the bot configures its own logging).
+    logging.basicConfig(level=logging.INFO, format="%(levelname)-5.5s [%(name)s] %(message)s")
 if context.is_offline_mode():
     _run_offline()
 elif isinstance(_connection, Connection):

@@ -20,7 +20,6 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy.engine import URL, Connection
-from sqlalchemy.exc import SQLAlchemyError
 
 from bot.settings import Settings
 from bot.store.db import create_engine, display_url, normalize_url
@@ -76,42 +75,47 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-async def upgrade(url: str | URL, revision: str = "head") -> MigrationReport:
-    """Bring the database at `url` up to `revision` (default: the newest)."""
-    return await asyncio.to_thread(_run_in_thread, url, "upgrade", revision)
+async def upgrade(url: str | URL, revision: str = "head", *, config: Config | None = None) -> MigrationReport:
+    """Bring the database at `url` up to `revision` (default: the newest).
+
+    `config` replaces the shipped history (tests, or a deployment that adds its own revisions).
+    """
+    return await asyncio.to_thread(_run_in_thread, url, "upgrade", revision, config)
 
 
-async def downgrade(url: str | URL, revision: str = "base") -> MigrationReport:
+async def downgrade(
+    url: str | URL, revision: str = "base", *, config: Config | None = None
+) -> MigrationReport:
     """Take the database at `url` back to `revision` (`base` drops every table)."""
-    return await asyncio.to_thread(_run_in_thread, url, "downgrade", revision)
+    return await asyncio.to_thread(_run_in_thread, url, "downgrade", revision, config)
 
 
 async def current_revision(url: str | URL) -> str | None:
     """The revision the database is at; None for an empty database."""
-    report = await asyncio.to_thread(_run_in_thread, url, "current", "")
+    report = await asyncio.to_thread(_run_in_thread, url, "current", "", None)
     return report.after
 
 
-def _run_in_thread(url: str | URL, action: _Action, revision: str) -> MigrationReport:
+def _run_in_thread(url: str | URL, action: _Action, revision: str, config: Config | None) -> MigrationReport:
     with _alembic_lock:
-        return asyncio.run(_run(url, action, revision))
+        return asyncio.run(_run(url, action, revision, config or alembic_config()))
 
 
-async def _run(url: str | URL, action: _Action, revision: str) -> MigrationReport:
+async def _run(url: str | URL, action: _Action, revision: str, config: Config) -> MigrationReport:
     shown = display_url(normalize_url(url))
     # Foreign keys off on SQLite: batch mode recreates tables, and dropping a parent table with
     # enforcement on would cascade-delete its children. `_apply` checks the keys afterwards.
     engine = create_engine(url, foreign_keys=False)
     try:
         async with engine.connect() as connection:
-            report = await connection.run_sync(_apply, action, revision, shown)
+            report = await connection.run_sync(_apply, config, action, revision, shown)
             await connection.commit()
         return report
     except StoreError:
         raise
     except CommandError as exc:
         raise MigrationError(f"Cannot {action} {shown} to {revision!r}: {exc}") from exc
-    except (SQLAlchemyError, OSError) as exc:
+    except Exception as exc:  # a revision's own bug too: the bot must not start half-migrated
         raise MigrationError(
             f"Migrating {shown} failed and was rolled back: {exc}. Check DATABASE_URL and that the "
             "database is reachable and writable."
@@ -124,17 +128,21 @@ def _revision_of(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-def _apply(connection: Connection, action: _Action, revision: str, shown: str) -> MigrationReport:
+def _apply(
+    connection: Connection, config: Config, action: _Action, revision: str, shown: str
+) -> MigrationReport:
     # Reading the revision first opens the transaction; Alembic then runs inside it.
     before = _revision_of(connection)
     if action == "current":
         return MigrationReport(shown, before, before)
-    config = alembic_config()
     config.attributes["connection"] = connection
-    if action == "upgrade":
-        command.upgrade(config, revision)
-    else:
-        command.downgrade(config, revision)
+    try:
+        if action == "upgrade":
+            command.upgrade(config, revision)
+        else:
+            command.downgrade(config, revision)
+    finally:
+        del config.attributes["connection"]
     after = _revision_of(connection)
     if connection.dialect.name == "sqlite":
         broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
@@ -16,6 +18,7 @@ from bot.store.db import create_engine
 from bot.store.errors import MigrationError
 from bot.store.migrate import current_revision, downgrade, head_revision, main, upgrade
 from bot.store.models import Base
+from migrations import MIGRATIONS_DIR
 
 TABLES = {"jobs", "images", "guild_settings", "quota_rules", "usage", "user_settings"}
 
@@ -76,6 +79,45 @@ async def test_downgrade_to_base_and_up_again(db_url: str) -> None:
 async def test_unknown_revision_is_a_migration_error(db_url: str) -> None:
     with pytest.raises(MigrationError, match="nosuchrevision"):
         await upgrade(db_url, "nosuchrevision")
+
+
+BROKEN_REVISION = '''"""broken on purpose: creates a table, then fails"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0999"
+down_revision = "{head}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table("half_done", sa.Column("id", sa.Integer(), primary_key=True))
+    raise RuntimeError("broken on purpose")
+
+
+def downgrade() -> None:
+    op.drop_table("half_done")
+'''
+
+
+def _history_with_a_broken_revision(folder: Path) -> Config:
+    shutil.copytree(MIGRATIONS_DIR, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (folder / "versions" / "0999_broken.py").write_text(BROKEN_REVISION.format(head=head_revision()))
+    return Config(str(folder / "alembic.ini"))
+
+
+async def test_a_failing_revision_leaves_the_database_as_it_was(db_url: str, tmp_path: Path) -> None:
+    config = _history_with_a_broken_revision(tmp_path / "migrations")
+
+    with pytest.raises(MigrationError, match="broken on purpose"):
+        await upgrade(db_url, config=config)
+    tables, _ = await _inspect(db_url)
+
+    # One transaction for the whole run: not even the first revision's tables are left behind.
+    assert await current_revision(db_url) is None
+    assert tables & (TABLES | {"half_done"}) == set()
 
 
 async def test_upgrade_leaves_the_event_loop_free(db_url: str) -> None:
