@@ -2,7 +2,8 @@
 
 Any URL an SQLAlchemy async driver supports works. SQLite gets the settings a busy bot needs:
 WAL (readers never wait for the writer), foreign keys on, a busy timeout, and write transactions that
-take the lock at BEGIN so two writers queue up instead of failing with "database is locked".
+take the lock at BEGIN, queued in this process, so writers wait their turn instead of failing with
+"database is locked".
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from bot.store.errors import DatabaseUnavailable, StoreError
 
 __all__ = ["SQLITE_BUSY_TIMEOUT_MS", "Database", "create_engine", "display_url", "normalize_url"]
 
-READ_ONLY_OPTION = "imaginebot_read_only"
+_READ_ONLY_OPTION = "imaginebot_read_only"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long an SQLite writer waits for another writer's lock (in its driver thread, not the loop)."""
 
@@ -40,8 +41,9 @@ def normalize_url(url: str | URL) -> URL:
     try:
         parsed = make_url(url)
     except ArgumentError:
+        # Not echoed: a malformed URL may still hold a password.
         raise DatabaseUnavailable(
-            f"DATABASE_URL {url!r} is not a database URL; use e.g. sqlite+aiosqlite:///data/imaginebot.db "
+            "DATABASE_URL is not a database URL; it looks like sqlite+aiosqlite:///data/imaginebot.db "
             "or postgresql+asyncpg://user:password@host/dbname."
         ) from None
     driver = _ASYNC_DRIVERS.get(parsed.drivername)
@@ -84,7 +86,7 @@ def _on_sqlite_begin(connection: Connection) -> None:
     # IMMEDIATE takes the write lock up front: a deferred transaction that reads and then writes
     # fails at once with "database is locked" when another writer committed meanwhile, whereas
     # waiting at BEGIN is covered by busy_timeout. Read-only sessions need no lock.
-    read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+    read_only = connection.get_execution_options().get(_READ_ONLY_OPTION, False)
     connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
@@ -169,7 +171,7 @@ class Database:
         if read_only:
             async with self._sessions() as session:
                 event.listen(session.sync_session, "before_flush", _refuse_writes)
-                await session.connection(execution_options={READ_ONLY_OPTION: True})
+                await session.connection(execution_options={_READ_ONLY_OPTION: True})
                 yield session
             return
         # On an exception the commit is skipped and closing the session rolls back.

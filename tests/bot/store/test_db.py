@@ -43,10 +43,19 @@ def test_postgres_urls_get_the_async_driver() -> None:
     assert normalize_url("postgresql+asyncpg://u:p@h/db").drivername == "postgresql+asyncpg"
 
 
-@pytest.mark.parametrize("url", ["not a url", "nosuchdb://host/db"])
-async def test_bad_url_is_explained(url: str) -> None:
-    with pytest.raises(DatabaseUnavailable, match="DATABASE_URL"):
+@pytest.mark.parametrize(
+    "url",
+    [
+        "not a url with a s3cret",
+        "nosuchdb://user:s3cret@host/db",
+        "postgresql://user:s3cret@127.0.0.1:1/db",  # nothing listens on port 1
+    ],
+)
+async def test_bad_url_is_explained_without_the_password(url: str) -> None:
+    with pytest.raises(DatabaseUnavailable, match="DATABASE_URL") as caught:
         await Database.connect(url)
+
+    assert "s3cret" not in str(caught.value)
 
 
 async def test_session_rolls_back_when_the_block_raises(db: Database) -> None:
