@@ -188,6 +188,10 @@ class JobChannel:
     def _unsubscribe(self, stream: EventStream) -> None:
         self._subscribers.discard(stream)
 
+    async def ended(self) -> None:
+        """Return once the job has an outcome."""
+        await self._done.wait()
+
     async def wait(self) -> GenerationResult:
         """The result, or raise the job's error."""
         await self._done.wait()

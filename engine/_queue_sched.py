@@ -119,15 +119,14 @@ class FairScheduler(Generic[J]):
     def __len__(self) -> int:
         return len(self._owner_of)
 
-    def place_of_newest(self, owner: str, running: Sequence[str], workers: int) -> int:
-        """The 1-based start place of `owner`'s newest waiting job; cheap in the common case.
+    def place_of_newest(self, owner: str) -> int:
+        """The 1-based start place of `owner`'s newest waiting job, in time linear in the owners.
 
-        While the running limit cannot bind (no more workers than the limit), the start order is
-        plain rounds: every backlogged owner once, in least-recently-served order, then again.
+        Exact while the running limit cannot bind (no more workers than the limit): the start
+        order is then plain rounds, every backlogged owner once in least-recently-served order,
+        then again. With more workers it ignores the limit; `start_order` has the exact answer.
         """
         state = self._owners[owner]
-        if workers > self.max_running:
-            return self.start_order(running, workers).index(state.waiting[-1]) + 1
         rounds = len(state.waiting) - 1  # the owner's earlier jobs: one per round before this one
         before = sum(min(len(other.waiting), rounds) for other in self._owners.values())
         ahead_in_round = sum(

@@ -20,8 +20,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from types import TracebackType
 
 from engine._queue_api import JobHandle, JobQueue, QueueStats
@@ -35,10 +34,10 @@ from engine._queue_events import (
     JobQueued,
     JobStarted,
 )
-from engine._queue_sched import DurationStats, FairScheduler, estimate_finish
-from engine._queue_thread import DeviceThread
+from engine._queue_sched import FairScheduler, estimate_finish
+from engine._queue_worker import DeviceWorker, Outcome, QueueJob
 from engine.backend import Backend, ProgressCallback
-from engine.errors import EngineError, GenerationError, JobCancelled, JobInterrupted, QueueClosed, QueueFull
+from engine.errors import JobCancelled, JobInterrupted, QueueClosed, QueueFull
 from engine.types import GenerationRequest, GenerationResult, Progress
 
 __all__ = [
@@ -61,36 +60,12 @@ _ABANDON_AFTER_S = 2.0
 """After `close()` cancels running jobs, how long a backend gets to notice before it is abandoned."""
 
 
-@dataclass(eq=False, slots=True)
-class _Job:
-    job_id: str
-    owner: str
-    request: GenerationRequest
-    channel: JobChannel
-    handle: JobHandle
-    cancel_event: threading.Event = field(default_factory=threading.Event)
-    cancel_error: JobCancelled | None = None
-    """Set when asked to stop the running job; it then ends with this, whatever the backend does."""
-    worker: _Worker | None = None
-    started_at: float = 0.0
-    last_position: int | None = None
-    # Progress from the device thread waits here; the loop is woken once per burst.
-    progress_lock: threading.Lock = field(default_factory=threading.Lock)
-    pending_progress: Progress | None = None
-    flush_scheduled: bool = False
-
-
-@dataclass(eq=False, slots=True)
-class _Worker:
-    name: str
-    backend: Backend
-    thread: DeviceThread | None = None
-    stats: DurationStats = field(default_factory=DurationStats)
-    job: _Job | None = None
-
-
 class LocalQueue:
-    """An in-process fair queue over one worker per backend. Use `async with` or `start()`/`close()`."""
+    """An in-process fair queue over one worker per backend. Use `async with` or `start()`/`close()`.
+
+    Scheduling state is shared with the worker threads (a worker takes its own next job) and is
+    guarded by one lock, held only for bookkeeping; events are published on the event loop only.
+    """
 
     def __init__(
         self,
@@ -107,21 +82,24 @@ class LocalQueue:
             raise ValueError(f"max_waiting_per_owner must be 0 or more; got {max_waiting_per_owner}")
         many = len(backends) > 1
         self._workers = [
-            _Worker(name=f"{backend.name}#{i}" if many else backend.name, backend=backend)
+            DeviceWorker(f"{backend.name}#{i}" if many else backend.name, backend)
             for i, backend in enumerate(backends)
         ]
         self.max_waiting_per_owner = max_waiting_per_owner
         self.position_interval_s = position_interval_s
-        self._sched: FairScheduler[_Job] = FairScheduler(max_running_per_owner=max_running_per_owner)
-        self._jobs: dict[str, _Job] = {}
-        self._running: dict[_Job, None] = {}  # in start order, oldest first
-        self._idle: list[_Worker] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._order: dict[_Job, int] | None = None  # cached start order of waiting jobs
-        self._announcement: asyncio.TimerHandle | None = None
-        self._last_announced = float("-inf")
+        self._lock = threading.Lock()
+        # Guarded by the lock: the scheduler, the running jobs, the idle workers, the flags.
+        self._sched: FairScheduler[QueueJob] = FairScheduler(max_running_per_owner=max_running_per_owner)
+        self._running: dict[QueueJob, None] = {}  # in start order, oldest first
+        self._idle: list[DeviceWorker] = []
         self._started = False
         self._closing = False
+        # Event loop only.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._jobs: dict[str, QueueJob] = {}
+        self._order: dict[QueueJob, int] | None = None  # cached start order of waiting jobs
+        self._announcement: asyncio.TimerHandle | None = None
+        self._last_announced = float("-inf")
         self._closed: asyncio.Task[None] | None = None
 
     @property
@@ -136,11 +114,14 @@ class LocalQueue:
             raise QueueClosed("The queue is closed and cannot be started again.")
         if self._started:
             return
-        self._started = True
-        for worker in self._workers:
-            worker.thread = DeviceThread(f"imagine-{worker.name}")
-            self._idle.append(worker)
-        self._dispatch()
+        self._loop = asyncio.get_running_loop()
+        with self._lock:
+            self._started = True
+            for worker in self._workers:
+                worker.start(self)
+                self._idle.append(worker)
+            self._dispatch_locked()
+        self._positions_changed()
 
     async def close(self, *, grace_s: float = 30.0) -> None:
         """Take no more jobs, drop waiting ones, give running ones `grace_s` seconds, then stop them."""
@@ -150,30 +131,38 @@ class LocalQueue:
         await asyncio.shield(self._closed)
 
     async def _close(self, grace_s: float) -> None:
-        self._closing = True
+        with self._lock:
+            self._closing = True
+            waiting = [job for job in self._jobs.values() if self._sched.is_waiting(job)]
+            for job in waiting:
+                self._sched.remove(job)
+            running = list(self._running)
         if self._announcement is not None:
             self._announcement.cancel()
-        for job in [job for job in self._jobs.values() if self._sched.is_waiting(job)]:
-            self._sched.remove(job)
-            self._end(job)
+        for job in waiting:
+            self._forget(job)
             job.channel.fail(
                 JobInterrupted(
                     "The bot is shutting down, so this job did not start; it may run after a restart."
                 )
             )
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
+        if running:
+            loop = asyncio.get_running_loop()
+            ends = [loop.create_task(job.channel.ended()) for job in running]
+            _, pending = await asyncio.wait(ends, timeout=grace_s)
             if pending:
-                for job in self._running:
+                for job in running:
                     self._stop(job, JobInterrupted("The bot shut down while this job was running."))
                 _, pending = await asyncio.wait(pending, timeout=_ABANDON_AFTER_S)
             for task in pending:
-                log.warning("abandoning a backend call that ignored cancellation (%s)", task.get_name())
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            for job in running:
+                if not job.channel.done():
+                    log.warning("abandoning job %s: its backend ignored cancellation", job.job_id)
+                    self._forget(job)
+                    job.channel.fail(JobInterrupted("The bot shut down while this job was running."))
         for worker in self._workers:
-            if worker.thread is not None:
-                worker.thread.stop()
+            worker.stop()
 
     async def __aenter__(self) -> LocalQueue:
         await self.start()
@@ -193,22 +182,26 @@ class LocalQueue:
         job_id = job_id or uuid.uuid4().hex
         if job_id in self._jobs:
             raise ValueError(f"job id {job_id!r} is already in the queue")
-        # A job that can start right now never waits, so it does not count against the waiting limit.
-        starts_now = bool(self._started and self._idle and self._sched.can_run(owner))
-        if self._sched.waiting_count(owner) >= self.max_waiting_per_owner and not starts_now:
-            raise QueueFull(owner, self.max_waiting_per_owner)
         channel = JobChannel(job_id)
         handle = JobHandle(job_id, owner, request, channel, self.cancel)
-        job = _Job(job_id=job_id, owner=owner, request=request, channel=channel, handle=handle)
+        job = QueueJob(job_id=job_id, owner=owner, request=request, channel=channel, handle=handle)
+        with self._lock:
+            # A job that can start right now never waits, so it does not count against the limit.
+            starts_now = self._started and bool(self._idle) and self._sched.can_run(owner)
+            if self._sched.waiting_count(owner) >= self.max_waiting_per_owner and not starts_now:
+                raise QueueFull(owner, self.max_waiting_per_owner)
+            self._sched.push(owner, job)
+            self._dispatch_locked()
+            place = None
+            if job.worker is None:
+                place = self._sched.place_of_newest(owner)
         self._jobs[job_id] = job
-        self._sched.push(owner, job)
         self._positions_changed()
-        self._dispatch()
-        if job.worker is None:
-            # Told at once, so the first event a subscriber sees is JobQueued; the others
-            # hear of their new places with the next announcement.
-            job.last_position = self._sched.place_of_newest(owner, self._running_owners(), len(self._workers))
-            channel.publish(JobQueued(job_id, job.last_position))
+        if place is not None:
+            # Told at once (cheaply, so a burst of submits stays linear), so the first event a
+            # subscriber sees is JobQueued; everyone hears exact places with the next announcement.
+            job.last_position = place
+            channel.publish(JobQueued(job_id, place))
         return handle
 
     async def cancel(self, job_id: str) -> bool:
@@ -216,8 +209,10 @@ class LocalQueue:
         job = self._jobs.get(job_id)
         if job is None:
             return False
-        if self._sched.remove(job):
-            self._end(job)
+        with self._lock:
+            removed = self._sched.remove(job)
+        if removed:
+            self._forget(job)
             job.channel.fail(JobCancelled("This job was cancelled before it started."))
             self._positions_changed()
             return True
@@ -250,16 +245,18 @@ class LocalQueue:
         busy: list[tuple[float | None, float]] = []
         for worker in self._workers:
             average = worker.stats.average if worker.stats.average is not None else fallback
-            left = average - (now - worker.job.started_at) if worker.job is not None else 0.0
-            if worker.job is not None and worker.job.job_id == job_id:
+            current = worker.job
+            left = average - (now - current.started_at) if current is not None else 0.0
+            if current is not None and current.job_id == job_id:
                 return max(left, 0.0)
             busy.append((average, left))
         return estimate_finish(position - 1, busy)
 
     def jobs_of(self, owner: str) -> tuple[str, ...]:
         """Ids of `owner`'s jobs in the queue: running first, then waiting in the order they will start."""
-        running = tuple(job.job_id for job in self._running if job.owner == owner)
-        return running + tuple(job.job_id for job in self._sched.waiting_jobs(owner))
+        with self._lock:
+            running = tuple(job.job_id for job in self._running if job.owner == owner)
+            return running + tuple(job.job_id for job in self._sched.waiting_jobs(owner))
 
     @property
     def waiting(self) -> int:
@@ -272,85 +269,109 @@ class LocalQueue:
     def stats(self) -> QueueStats:
         """A snapshot for an admin's status command."""
         known = [w.stats.average for w in self._workers if w.stats.average is not None]
+        with self._lock:
+            running, waiting = len(self._running), len(self._sched)
         return QueueStats(
             workers=len(self._workers),
-            running=len(self._running),
-            waiting=len(self._sched),
+            running=running,
+            waiting=waiting,
             owners=len({job.owner for job in self._jobs.values()}),
             average_job_s=sum(known) / len(known) if known else None,
         )
 
-    # --- scheduling -------------------------------------------------------------------------
+    # --- scheduling (any thread, under the lock) --------------------------------------------------
 
-    def _dispatch(self) -> None:
+    def _dispatch_locked(self) -> None:
         """Hand waiting jobs to idle workers, fairly, until one side runs out."""
         if not self._started or self._closing:
             return
-        started = False
         while self._idle:
             picked = self._sched.pop_next()
             if picked is None:
                 break
-            _, job = picked
-            self._launch(job, self._idle.pop(0))
-            started = True
-        if started:
-            self._positions_changed()
+            worker = self._idle.pop(0)
+            self._assign_locked(picked[1], worker)
+            worker.give(picked[1])
 
-    def _launch(self, job: _Job, worker: _Worker) -> None:
-        """Hand `job` to `worker`'s device thread now, and a task to wait for it."""
-        assert worker.thread is not None
-        loop = asyncio.get_running_loop()
-        on_progress = self._progress_callback(job, loop)
-
-        def call() -> GenerationResult:
-            return worker.backend.generate(job.request, on_progress=on_progress, cancelled=job.cancel_event)
-
+    def _assign_locked(self, job: QueueJob, worker: DeviceWorker) -> None:
         job.worker = worker
         job.started_at = time.monotonic()
         worker.job = job
         self._running[job] = None
-        running = worker.thread.run(call)
-        job.channel.publish(JobStarted(job.job_id, worker.name))
-        task = loop.create_task(self._finish(job, worker, running), name=f"job-{job.job_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._order = None
 
-    async def _finish(self, job: _Job, worker: _Worker, running: asyncio.Future[GenerationResult]) -> None:
-        """Wait for the device thread, start the worker's next job, then deliver this one's outcome."""
-        outcome: GenerationResult | EngineError
-        try:
-            outcome = await running
-        except EngineError as exc:  # JobCancelled included
-            outcome = exc
-        except asyncio.CancelledError:
-            # Only close() cancels this wait, after giving up on the backend.
-            outcome = JobInterrupted("The bot shut down while this job was running.")
-            raise
-        except Exception as exc:
-            log.exception("backend %s failed job %s", worker.name, job.job_id)
-            outcome = GenerationError(
-                f"The image generator failed unexpectedly ({type(exc).__name__}); "
-                "try again, and tell the server admin if it keeps happening."
-            )
-            outcome.__cause__ = exc
-        finally:
-            elapsed = time.monotonic() - job.started_at
-            # The device first: the next job starts before anyone hears of this one.
-            self._end(job)
+    def _running_owners(self) -> list[str]:
+        return [job.owner for job in self._running]
+
+    # --- WorkerHost: called on a worker's thread ------------------------------------------------
+
+    def next_job(self, worker: DeviceWorker, ended: QueueJob) -> QueueJob | None:
+        """Book `ended` as over and pick the worker's next job right here, without the event loop."""
+        with self._lock:
+            self._running.pop(ended, None)
             worker.job = None
-            self._sched.finished(job.owner)
-            self._idle.append(worker)
-            self._dispatch()
-            if job.cancel_error is not None:
-                job.channel.fail(job.cancel_error)  # a cancel wins even if the backend finished
-            elif isinstance(outcome, GenerationResult):
-                worker.stats.add(elapsed)
-                job.channel.finish(outcome)
-            else:
-                job.channel.fail(outcome)
+            self._sched.finished(ended.owner)
+            self._order = None
+            upcoming = None
+            if self._started and not self._closing:
+                picked = self._sched.pop_next()
+                if picked is not None:
+                    upcoming = picked[1]
+                    self._assign_locked(upcoming, worker)
+            if upcoming is None:
+                self._idle.append(worker)
+            self._dispatch_locked()  # the ended job may have let an owner at the running limit go on
+        return upcoming
 
-    def _stop(self, job: _Job, error: JobCancelled) -> bool:
+    def progress_callback(self, job: QueueJob) -> ProgressCallback:
+        """Keeps the latest progress and wakes the loop once per burst; never blocks the device."""
+
+        def on_progress(progress: Progress) -> None:
+            with job.progress_lock:
+                job.pending_progress = progress
+                if job.flush_scheduled:
+                    return
+                job.flush_scheduled = True
+            self._post(self._flush_progress, job)
+
+        return on_progress
+
+    def started(self, job: QueueJob, worker: DeviceWorker) -> None:
+        self._post(self._on_started, job, worker)
+
+    def finished(self, job: QueueJob, worker: DeviceWorker, outcome: Outcome, elapsed: float) -> None:
+        self._post(self._on_finished, job, worker, outcome, elapsed)
+
+    def _post(self, callback: Callable[..., None], *args: object) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    # --- the event loop's side ----------------------------------------------------------------
+
+    def _on_started(self, job: QueueJob, worker: DeviceWorker) -> None:
+        job.channel.publish(JobStarted(job.job_id, worker.name))
+        self._positions_changed()
+
+    def _on_finished(self, job: QueueJob, worker: DeviceWorker, outcome: Outcome, elapsed: float) -> None:
+        self._forget(job)
+        if job.cancel_error is not None:
+            job.channel.fail(job.cancel_error)  # a cancel wins even if the backend finished
+        elif isinstance(outcome, GenerationResult):
+            worker.stats.add(elapsed)
+            job.channel.finish(outcome)
+        else:
+            job.channel.fail(outcome)
+        self._positions_changed()
+
+    def _flush_progress(self, job: QueueJob) -> None:
+        with job.progress_lock:
+            progress, job.pending_progress = job.pending_progress, None
+            job.flush_scheduled = False
+        if progress is not None:
+            job.channel.publish(JobProgress(job.job_id, progress))
+
+    def _stop(self, job: QueueJob, error: JobCancelled) -> bool:
         """Ask a running job to stop at its next step; it will end with `error`."""
         if job.worker is None or job.channel.done():
             return False
@@ -359,41 +380,17 @@ class LocalQueue:
         job.cancel_event.set()
         return True
 
-    def _end(self, job: _Job) -> None:
-        self._jobs.pop(job.job_id, None)
-        self._running.pop(job, None)
+    def _forget(self, job: QueueJob) -> None:
+        if self._jobs.get(job.job_id) is job:
+            del self._jobs[job.job_id]
 
-    # --- progress and positions -----------------------------------------------------------
-
-    def _progress_callback(self, job: _Job, loop: asyncio.AbstractEventLoop) -> ProgressCallback:
-        """A callback for the device thread: keeps the latest progress and wakes the loop once per burst."""
-
-        def on_progress(progress: Progress) -> None:
-            with job.progress_lock:
-                job.pending_progress = progress
-                if job.flush_scheduled:
-                    return
-                job.flush_scheduled = True
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
-                loop.call_soon_threadsafe(self._flush_progress, job)
-
-        return on_progress
-
-    def _flush_progress(self, job: _Job) -> None:
-        with job.progress_lock:
-            progress, job.pending_progress = job.pending_progress, None
-            job.flush_scheduled = False
-        if progress is not None:
-            job.channel.publish(JobProgress(job.job_id, progress))
-
-    def _running_owners(self) -> list[str]:
-        return [job.owner for job in self._running]
-
-    def _start_order(self) -> dict[_Job, int]:
-        if self._order is None:
-            order = self._sched.start_order(self._running_owners(), len(self._workers))
-            self._order = {job: place for place, job in enumerate(order, start=1)}
-        return self._order
+    def _start_order(self) -> dict[QueueJob, int]:
+        order = self._order
+        if order is None:
+            with self._lock:
+                ranked = self._sched.start_order(self._running_owners(), len(self._workers))
+                order = self._order = {job: place for place, job in enumerate(ranked, start=1)}
+        return order
 
     def _positions_changed(self) -> None:
         """Positions moved; tell waiting jobs soon, at most once per `position_interval_s`.
