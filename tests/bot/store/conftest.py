@@ -87,6 +87,7 @@ def postgres_admin_url() -> Iterator[str]:
             check=False,
             capture_output=True,
         )
+        shutil.rmtree(root, ignore_errors=True)
 
 
 async def _admin(admin_url: str, statement: str) -> None:
