@@ -86,13 +86,13 @@ class _StepCallback:
         total = stop_iteration(pipe.num_timesteps, self._stop)
         done = i + 1
         self.iterations = max(self.iterations, done)
+        preview = None
+        if self._previewer is not None and done % PREVIEW_EVERY == 0 and done < total:
+            preview = self._previewer(tensors["latents"])
+        self._on_progress(Progress(self.call * total + done, self._calls * total, preview))
         if self._cancelled.is_set() or done >= total:
             # The pipeline skips the remaining steps and decodes what it has (`--stop`).
             pipe._interrupt = True
-        preview = None
-        if self._previewer is not None and done % PREVIEW_EVERY == 0 and not pipe.interrupt:
-            preview = self._previewer(tensors["latents"])
-        self._on_progress(Progress(self.call * total + done, self._calls * total, preview))
         return tensors
 
 
