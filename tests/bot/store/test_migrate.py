@@ -13,6 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
+from bot.cli import main as cli_main
 from bot.settings import Settings
 from bot.store.db import create_engine
 from bot.store.errors import MigrationError
@@ -159,3 +160,20 @@ def test_migrate_command_explains_a_bad_url(capsys: pytest.CaptureFixture[str]) 
     assert code == 1
     assert "DATABASE_URL" in err
     assert "secret" not in err
+
+
+def test_imaginebot_migrate_reads_database_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # away from any developer's .env
+    target = tmp_path / "elsewhere" / "bot.db"
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{target}")
+
+    first = cli_main(["migrate"])
+    second = cli_main(["migrate"])
+
+    out = capsys.readouterr().out
+    assert (first, second) == (0, 0)
+    assert target.is_file()
+    assert "migrated from base (empty) to 0001" in out
+    assert "nothing to do" in out
