@@ -322,10 +322,11 @@ class FakeDiscord:
         return message
 
     async def dispatch(self, event: str, data: JSON) -> None:
-        """Send a gateway dispatch to every identified client."""
-        session = await self.wait_until_identified()
-        for other in [session, *(s for s in self.sessions if s.ready and s is not session)]:
-            await other.dispatch(event, data)
+        """Send a gateway dispatch to the newest identified client (Discord sends each interaction to
+        one connection; after a restart that is the new process)."""
+        await self.wait_until_identified()
+        session = [s for s in self.sessions if s.ready][-1]
+        await session.dispatch(event, data)
 
     # --- acting as users -----------------------------------------------------------------------------
 
