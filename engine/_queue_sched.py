@@ -128,11 +128,17 @@ class FairScheduler(Generic[J]):
         """
         state = self._owners[owner]
         rounds = len(state.waiting) - 1  # the owner's earlier jobs: one per round before this one
-        before = sum(min(len(other.waiting), rounds) for other in self._owners.values())
-        ahead_in_round = sum(
-            1 for other in self._owners.values() if len(other.waiting) > rounds and other.key < state.key
-        )
-        return before + ahead_in_round + 1
+        key = state.key
+        place = 1
+        for other in self._owners.values():
+            # Each owner starts min(waiting, rounds) jobs in the earlier rounds, and one more in
+            # this round if it has one and comes first in it.
+            waiting = len(other.waiting)
+            if waiting <= rounds:
+                place += waiting
+            else:
+                place += rounds + (other.key < key)
+        return place
 
     def start_order(self, running: Sequence[str], workers: int) -> list[J]:
         """Every waiting job in the order it would start, assuming jobs take equally long.

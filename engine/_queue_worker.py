@@ -38,7 +38,8 @@ class QueueJob:
     request: GenerationRequest
     channel: JobChannel
     handle: JobHandle
-    cancel_event: threading.Event = field(default_factory=threading.Event)
+    cancel_event: threading.Event | None = None
+    """*locked*: made when a worker takes the job (an Event is dear enough to skip for waiting jobs)."""
     cancel_error: JobCancelled | None = None
     """Set when asked to stop the running job; it then ends with this, whatever the backend does."""
     worker: DeviceWorker | None = None
@@ -103,6 +104,7 @@ class DeviceWorker:
 
     def _run(self, host: WorkerHost, job: QueueJob) -> tuple[Outcome, float]:
         host.started(job, self)
+        assert job.cancel_event is not None
         outcome: Outcome
         try:
             outcome = self.backend.generate(

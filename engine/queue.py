@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from types import TracebackType
 
@@ -179,7 +179,7 @@ class LocalQueue:
         """Queue a job for `owner`; raise `QueueFull` or `QueueClosed`. Reuse a stored `job_id` to resume."""
         if self._closing:
             raise QueueClosed("The bot is shutting down and takes no new jobs; try again in a minute.")
-        job_id = job_id or uuid.uuid4().hex
+        job_id = job_id or secrets.token_hex(16)  # like uuid4().hex, at a fraction of the cost
         if job_id in self._jobs:
             raise ValueError(f"job id {job_id!r} is already in the queue")
         channel = JobChannel(job_id)
@@ -294,6 +294,7 @@ class LocalQueue:
             worker.give(picked[1])
 
     def _assign_locked(self, job: QueueJob, worker: DeviceWorker) -> None:
+        job.cancel_event = threading.Event()
         job.worker = worker
         job.started_at = time.monotonic()
         worker.job = job
@@ -373,7 +374,7 @@ class LocalQueue:
 
     def _stop(self, job: QueueJob, error: JobCancelled) -> bool:
         """Ask a running job to stop at its next step; it will end with `error`."""
-        if job.worker is None or job.channel.done():
+        if job.worker is None or job.cancel_event is None or job.channel.done():
             return False
         if job.cancel_error is None:
             job.cancel_error = error
