@@ -30,6 +30,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
@@ -57,6 +58,9 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+JSON_VALUE = JSON().with_variant(JSONB(), "postgresql")
+"""JSON; JSONB on PostgreSQL (comparable and indexable, unlike its plain `json`)."""
 
 CELL_INDEXES = (1, 4)
 """Grid cells are numbered 1 top-left … 4 bottom-right, as Midjourney numbers them."""
@@ -165,11 +169,11 @@ class Job(Base):
 
     prompt: Mapped[str] = mapped_column(Text)
     """The canonical prompt text (`str(request)`), parameters included."""
-    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON_VALUE, default=dict)
     model: Mapped[str | None] = mapped_column(String(500))
     """The model alias asked for, then the model that actually ran; NULL = the default model."""
     seed: Mapped[int] = mapped_column(BigInteger)
-    seeds: Mapped[list[int]] = mapped_column(JSON, default=list)
+    seeds: Mapped[list[int]] = mapped_column(JSON_VALUE, default=list)
     """Per-image seeds, in cell order, once the job has run."""
 
     status: Mapped[JobStatus] = mapped_column(_str_enum(JobStatus), default=JobStatus.QUEUED)
@@ -224,8 +228,8 @@ class GuildSettings(Base):
     __tablename__ = "guild_settings"
 
     guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    banned_words: Mapped[list[str]] = mapped_column(JSON, default=list)
-    allowed_channel_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    banned_words: Mapped[list[str]] = mapped_column(JSON_VALUE, default=list)
+    allowed_channel_ids: Mapped[list[int]] = mapped_column(JSON_VALUE, default=list)
     """Channels where /imagine works; empty = everywhere."""
     buttons_owner_only: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
@@ -275,7 +279,7 @@ class UserSettings(Base):
 
     user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     remix: Mapped[bool] = mapped_column(Boolean, default=False)
-    defaults: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    defaults: Mapped[dict[str, str]] = mapped_column(JSON_VALUE, default=dict)
     """Parameter defaults for `bot.prompt.parse`, e.g. {"ar": "16:9", "s": "250"}."""
     model: Mapped[str | None] = mapped_column(String(100))
     """A model alias from settings (`--v`/`--niji` name); NULL = the server default."""

@@ -14,6 +14,9 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
+
+JSON_VALUE = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
@@ -25,8 +28,8 @@ def upgrade() -> None:
     op.create_table(
         "guild_settings",
         sa.Column("guild_id", sa.BigInteger(), autoincrement=False, nullable=False),
-        sa.Column("banned_words", sa.JSON(), nullable=False),
-        sa.Column("allowed_channel_ids", sa.JSON(), nullable=False),
+        sa.Column("banned_words", JSON_VALUE, nullable=False),
+        sa.Column("allowed_channel_ids", JSON_VALUE, nullable=False),
         sa.Column("buttons_owner_only", sa.Boolean(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("guild_id", name=op.f("pk_guild_settings")),
@@ -42,10 +45,10 @@ def upgrade() -> None:
         sa.Column("channel_id", sa.BigInteger(), nullable=False),
         sa.Column("message_id", sa.BigInteger(), nullable=True),
         sa.Column("prompt", sa.Text(), nullable=False),
-        sa.Column("params", sa.JSON(), nullable=False),
+        sa.Column("params", JSON_VALUE, nullable=False),
         sa.Column("model", sa.String(length=500), nullable=True),
         sa.Column("seed", sa.BigInteger(), nullable=False),
-        sa.Column("seeds", sa.JSON(), nullable=False),
+        sa.Column("seeds", JSON_VALUE, nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -89,7 +92,7 @@ def upgrade() -> None:
         "user_settings",
         sa.Column("user_id", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("remix", sa.Boolean(), nullable=False),
-        sa.Column("defaults", sa.JSON(), nullable=False),
+        sa.Column("defaults", JSON_VALUE, nullable=False),
         sa.Column("model", sa.String(length=100), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("user_id", name=op.f("pk_user_settings")),
