@@ -2,6 +2,8 @@
 
 Build one `Database` in the composition root, run `await migrate.upgrade(url)` first, and pass the
 database down; each unit of work is `async with db.session() as session: await queries.x(session, ...)`.
+Keep units short (no Discord calls inside): on SQLite writers take turns. Pure reads may use
+`db.session(read_only=True)`, which runs beside the writer.
 """
 
 from __future__ import annotations
