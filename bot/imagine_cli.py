@@ -64,6 +64,13 @@ def plan_outputs(output: Path, count: int) -> list[OutputPlan]:
     return [OutputPlan(directory, f"{stem}-{n}") for n in range(1, count + 1)]
 
 
+def _make_folder(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the folder {str(directory)!r}: {exc.strerror or exc}.") from exc
+
+
 class ProgressBar:
     """A one-line bar redrawn in place on a terminal stream: `[2/3] grid-2 [#####.....] 12/20`."""
 
@@ -141,6 +148,7 @@ async def imagine(
     try:
         requests = generation_requests(prompt, settings)
         plans = plan_outputs(output, len(requests))
+        await asyncio.to_thread(_make_folder, output.parent)
     except (PromptError, OutputError) as exc:
         print(f"imaginebot: {exc}", file=err)
         return EXIT_USAGE
