@@ -135,6 +135,7 @@ def _apply(
     before = _revision_of(connection)
     if action == "current":
         return MigrationReport(shown, before, before)
+    _check_known(config, before, shown)
     config.attributes["connection"] = connection
     try:
         if action == "upgrade":
@@ -152,6 +153,20 @@ def _apply(
                 f"(first: table {broken[0][0]}); nothing was changed."
             )
     return MigrationReport(shown, before, after, _steps(config, before, after, action))
+
+
+def _check_known(config: Config, revision: str | None, shown: str) -> None:
+    if revision is None:
+        return
+    try:
+        known = ScriptDirectory.from_config(config).get_revision(revision) is not None
+    except CommandError:
+        known = False
+    if not known:
+        raise MigrationError(
+            f"Database {shown} is at revision {revision}, which this version of imaginebot does not know: "
+            "a newer version migrated it. Run that version again, or restore a backup taken before it."
+        )
 
 
 def _steps(config: Config, before: str | None, after: str | None, action: _Action) -> tuple[str, ...]:

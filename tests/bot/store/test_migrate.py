@@ -177,3 +177,15 @@ def test_imaginebot_migrate_reads_database_url(
     assert target.is_file()
     assert "migrated from base (empty) to 0001" in out
     assert "nothing to do" in out
+
+
+async def test_a_database_from_a_newer_version_is_refused_with_advice(db_url: str, tmp_path: Path) -> None:
+    newer = _history_with_a_broken_revision(tmp_path / "migrations")
+    revision = tmp_path / "migrations" / "versions" / "0999_broken.py"
+    revision.write_text(revision.read_text().replace('raise RuntimeError("broken on purpose")', "pass"))
+    await upgrade(db_url, config=newer)
+
+    with pytest.raises(MigrationError, match="newer version"):
+        await upgrade(db_url)
+
+    assert await current_revision(db_url) == "0999"
