@@ -8,8 +8,10 @@ from pathlib import Path
 
 from PIL import Image
 
+from engine.errors import GenerationError
 from engine.simulated import SimulatedBackend
-from tests.bot.discord_fixtures import make_settings, started_bot
+from engine.types import GenerationRequest
+from tests.bot.discord_fixtures import imagine_grid, make_settings, started_bot
 from tests.fakediscord import FakeDiscord
 
 GRID_LABELS = ["U1", "U2", "U3", "U4", "", "V1", "V2", "V3", "V4"]
@@ -52,3 +54,42 @@ async def test_imagine_acks_shows_progress_and_posts_the_grid(
     # Cell 1 is top-left, drawn with seed 7; cell 2 top-right with seed 8 (the simulated colours).
     assert grid.getpixel((10, 10)) == (7 * 67 % 256, 7 * 131 % 256, 7 * 197 % 256)
     assert grid.getpixel((74, 10)) == (8 * 67 % 256, 8 * 131 % 256, 8 * 197 % 256)
+
+
+async def test_a_failed_job_tells_its_owner_in_its_message(fake_discord: FakeDiscord, tmp_path: Path) -> None:
+    def fail(request: GenerationRequest) -> BaseException | None:
+        return GenerationError("the model rejected this prompt") if "doomed" in request.prompt else None
+
+    backend = SimulatedBackend(seconds=0.05, fail=fail)
+    async with started_bot(fake_discord, make_settings(tmp_path), backend) as world:
+        interaction = await fake_discord.slash("imagine", {"prompt": "a doomed ship"})
+        message = await interaction.wait_original()
+        await fake_discord.wait_for(lambda _: "(failed:" in message.content, timeout=10, what="the notice")
+        await world.jobs.wait_idle()
+        assert message.content == (
+            f"**a doomed ship** - <@{fake_discord.member.user.id}> (failed: the model rejected this prompt)"
+        )
+        assert message.custom_ids() == []
+
+
+async def test_settings_defaults_apply_and_typed_parameters_override_them(
+    fake_discord: FakeDiscord, tmp_path: Path
+) -> None:
+    backend = SimulatedBackend(seconds=0.05)
+    async with started_bot(fake_discord, make_settings(tmp_path), backend) as world:
+        fake = fake_discord
+        panel_call = await fake.slash("settings")
+        panel = await panel_call.wait_original()
+        for custom_id in ("ibset:ar:16:9", "ibset:stylize:250"):
+            click = await fake.click(panel, custom_id)
+            await click.response(timeout=3)
+        assert "--aspect 16:9" in panel.content
+        assert "--stylize 250" in panel.content
+
+        await imagine_grid(world, "a wide valley")
+        await world.jobs.wait_idle()
+        assert (backend.calls[-1].aspect_ratio, backend.calls[-1].stylize) == ((16, 9), 250)
+
+        await imagine_grid(world, "a square valley --ar 1:1")
+        await world.jobs.wait_idle()
+        assert (backend.calls[-1].aspect_ratio, backend.calls[-1].stylize) == ((1, 1), 250)
