@@ -353,7 +353,10 @@ class DiffusersBackend:
         """Run one job on the device; see the module docstring for how requests map to pipeline calls."""
         if cancelled.is_set():
             raise JobCancelled("This job was cancelled before it started.")
-        with self._lock:
+        import torch
+
+        # no_grad around the whole job: prompt embeddings are encoded outside the pipeline call.
+        with self._lock, torch.no_grad():
             started = time.perf_counter()
             model = self._model_for(request.model)
             if request.mode is Mode.UPSCALE:
