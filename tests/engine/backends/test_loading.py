@@ -11,8 +11,10 @@ import torch
 from engine.backends import load_backend
 from engine.backends._family import FamilyKind, detect_family
 from engine.backends._model import LoadedModel, load_model, resolve_device
+from engine.backends.diffusers import DiffusersBackend
 from engine.errors import ModelLoadError
 from engine.tiny import build_random_pipeline
+from tests.engine.backends.conftest import run_job
 
 
 def test_a_hub_model_that_is_not_here_fails_offline_with_one_sentence() -> None:
@@ -83,3 +85,16 @@ def test_img2img_and_inpaint_share_the_text2img_weights() -> None:
 def test_family_detection(name: str, kind: FamilyKind, turbo: bool, steps: int) -> None:
     family = detect_family(build_random_pipeline(), name, tiny=name == "tiny")
     assert (family.kind, family.turbo, family.default_steps, family.native_size) == (kind, turbo, steps, 64)
+
+
+def test_a_model_alias_loads_on_first_use_and_the_default_stays(tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    build_random_pipeline(seed=1).save_pretrained(other)
+    backend = DiffusersBackend.from_pipeline(
+        build_random_pipeline(), "tiny-random", tiny=True, aliases={"niji": str(other)}
+    )
+    niji = run_job(backend, model="niji", seed=3, steps=1)
+    default = run_job(backend, seed=3, steps=1)
+    assert (niji.model, default.model) == (str(other), "tiny-random")
+    assert niji.images[0].tobytes() != default.images[0].tobytes()  # other weights really ran
+    assert run_job(backend, model="niji", seed=3, steps=1).images[0].tobytes() == niji.images[0].tobytes()
