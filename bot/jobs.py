@@ -6,20 +6,16 @@ a job's life is the same whether it came from /imagine, a button or recovery aft
 
 from __future__ import annotations
 
-import asyncio
-import enum
 import logging
 import secrets
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
-from typing import Any, Protocol
-
-from PIL import Image as PILImage
+from typing import Any
 
 from bot import job_records as records
+from bot.job_runner import JobRunner
+from bot.job_types import ButtonAction, JobCard, Presenter, Requester, UserInfo
 from bot.policy import (
     Limits,
     Usage,
@@ -35,12 +31,11 @@ from bot.prompt import PromptLimits, parse
 from bot.requests import to_generation_request
 from bot.settings import Settings
 from bot.store.db import Database
-from bot.store.models import Image, Job, JobKind, JobStatus, UsageEntry, utcnow
+from bot.store.models import Job, JobKind, JobStatus, utcnow
 from bot.user_errors import BotError, UnknownJob, user_message
-from engine.errors import EngineError, JobCancelled, JobInterrupted, QueueError
-from engine.images import save_job_images
-from engine.queue import JobFailed, JobFinished, JobHandle, JobProgress, JobQueue, JobStarted
-from engine.types import GRID_SIZE, VARY_STRONG, VARY_SUBTLE, GenerationRequest, GenerationResult, Mode
+from engine.errors import QueueError
+from engine.queue import JobQueue
+from engine.types import GRID_SIZE, VARY_STRONG, VARY_SUBTLE, GenerationRequest, Mode
 
 __all__ = [
     "MAX_ATTEMPTS",
@@ -58,92 +53,6 @@ MAX_ATTEMPTS = 3
 """A job that was started this many times without finishing (it keeps killing the bot) is failed."""
 
 _STRENGTH = {"Strong": VARY_STRONG, "Subtle": VARY_SUBTLE}
-
-
-class ButtonAction(enum.StrEnum):
-    UPSCALE = "u"
-    VARIATION = "v"
-    REROLL = "r"
-    VARY_STRONG = "vs"
-    VARY_SUBTLE = "vt"
-
-    @property
-    def is_variation(self) -> bool:
-        return self in (ButtonAction.VARIATION, ButtonAction.VARY_STRONG, ButtonAction.VARY_SUBTLE)
-
-    @property
-    def variation(self) -> str:
-        return "Subtle" if self is ButtonAction.VARY_SUBTLE else "Strong"
-
-
-@dataclass(frozen=True, slots=True)
-class Requester:
-    """Who asks, and where."""
-
-    user_id: int
-    guild_id: int | None
-    channel_id: int
-    role_ids: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class JobCard:
-    """What a message about one job needs, detached from the database session."""
-
-    job_id: str
-    kind: JobKind
-    user_id: int
-    guild_id: int | None
-    channel_id: int
-    message_id: int | None
-    prompt: str
-    parent_index: int | None = None
-    variation: str | None = None
-    """`Strong` or `Subtle` for variations, worded as Midjourney does."""
-    source_url: str | None = None
-    """Link to the grid an upscale came from."""
-
-    @classmethod
-    def from_job(cls, job: Job) -> JobCard:
-        ui = records.ui_params(job)
-        return cls(
-            job_id=job.id,
-            kind=job.kind,
-            user_id=job.user_id,
-            guild_id=job.guild_id,
-            channel_id=job.channel_id,
-            message_id=job.message_id,
-            prompt=job.prompt,
-            parent_index=job.parent_index,
-            variation=ui.get("variation"),
-            source_url=ui.get("source_url"),
-        )
-
-
-class Presenter(Protocol):
-    """Shows a job's life to its owner; each method retries transient failures itself."""
-
-    async def show_waiting(self, card: JobCard) -> int | None:
-        """Post the job's own message; return its id (None if it could not be posted)."""
-        ...
-
-    async def show_progress(self, card: JobCard, percent: int, preview: PILImage.Image | None) -> None: ...
-
-    async def show_result(self, card: JobCard, attachment: Path) -> int | None:
-        """Show the images with their buttons; return the id of the message that shows them."""
-        ...
-
-    async def show_failure(self, card: JobCard, reason: str) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class UserInfo:
-    """What /info shows."""
-
-    active: tuple[tuple[Job, int | None, float | None], ...]
-    usage: Usage
-    limits: Limits
-    resets_at: datetime
 
 
 def _new_seed() -> int:
@@ -165,11 +74,9 @@ class JobService:
         self.db = db
         self.queue = queue
         self.settings = settings
-        self.presenter = presenter
         self._clock = clock
-        self._requests: dict[str, GenerationRequest] = {}
-        self._handles: dict[str, JobHandle] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.runner = JobRunner(db=db, queue=queue, settings=settings, clock=clock)
+        self.runner.presenter = presenter
         self.prompt_limits = PromptLimits(
             max_length=settings.max_prompt_length,
             max_repeat=settings.max_repeat,
@@ -319,173 +226,14 @@ class JobService:
             card = JobCard.from_job(job)
         log.info("job %s queued: %s by %s", card.job_id, kind.value, who.user_id)
         try:
-            self._handles[card.job_id] = await self.queue.submit(
-                str(who.user_id), request, job_id=card.job_id
-            )
+            handle = await self.queue.submit(str(who.user_id), request, job_id=card.job_id)
         except QueueError as exc:
-            await self._finish(card.job_id, JobStatus.FAILED, error=str(exc))
+            await self.runner.finish(card.job_id, JobStatus.FAILED, error=str(exc))
             raise
-        self._requests[card.job_id] = request
+        self.runner.submitted(card.job_id, handle, request)
         return card
 
     # --- following a job ------------------------------------------------------------------
-
-    def follow(self, card: JobCard) -> None:
-        """Show the job's life in its message (posted now if `card.message_id` is None), in the background."""
-        task = asyncio.create_task(self._follow(card), name=f"job-{card.job_id}")
-        self._tasks[card.job_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(card.job_id, None))
-
-    async def wait_idle(self) -> None:
-        """Wait until every followed job has ended and been shown (for tests and shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
-
-    async def _follow(self, card: JobCard) -> None:
-        presenter = self._presenter()
-        handle = self._handles.pop(card.job_id, None) or self.queue.handle(card.job_id)
-        if handle is None:
-            raise RuntimeError(f"job {card.job_id} was never submitted to the queue")
-        if card.message_id is None:
-            card = await self._post_waiting(card)
-        try:
-            result = await self._watch(card, handle)
-        except JobInterrupted:
-            log.info("job %s interrupted by shutdown; it resumes on the next start", card.job_id)
-            return
-        except JobCancelled:
-            await self._finish(card.job_id, JobStatus.CANCELLED, error="cancelled")
-            await presenter.show_failure(card, "cancelled")
-            return
-        except EngineError as exc:
-            reason = user_message(exc)
-            await self._finish(card.job_id, JobStatus.FAILED, error=reason)
-            await presenter.show_failure(card, reason)
-            return
-        except Exception as exc:
-            reason = user_message(exc)
-            await self._finish(card.job_id, JobStatus.FAILED, error=reason)
-            await presenter.show_failure(card, reason)
-            return
-        await self._deliver(card, result)
-
-    async def _post_waiting(self, card: JobCard) -> JobCard:
-        message_id = await self._presenter().show_waiting(card)
-        if message_id is not None:
-            card = replace(card, message_id=message_id)
-            await self.set_message(card.job_id, message_id)
-        return card
-
-    async def _watch(self, card: JobCard, handle: JobHandle) -> GenerationResult:
-        presenter = self._presenter()
-        last_edit = float("-inf")
-        async for event in handle.events():
-            if isinstance(event, JobStarted):
-                await self._mark_running(card.job_id)
-            elif isinstance(event, JobProgress):
-                now = time.monotonic()
-                # Latest wins: the queue coalesces unread progress, we drop what comes too soon.
-                if now - last_edit >= self.settings.progress_interval_s:
-                    last_edit = now
-                    percent = min(99, int(event.progress.fraction * 100))
-                    await presenter.show_progress(card, percent, event.progress.preview)
-            elif isinstance(event, JobFinished | JobFailed):
-                break
-        return await handle.result()
-
-    async def _deliver(self, card: JobCard, result: GenerationResult) -> None:
-        request = self._requests.pop(card.job_id, None) or await self._load_request(card.job_id)
-        folder = self.settings.data_dir / "images" / card.job_id[:2]
-        saved = await save_job_images(
-            result, request, folder, card.job_id, attachment_limit_bytes=self.settings.attachment_limit_bytes
-        )
-        rel = self._relative
-        async with self.db.session() as session:
-            job = await session.get(Job, card.job_id)
-            if job is None:
-                return
-            if saved.grid is not None:
-                session.add(
-                    Image(
-                        job_id=job.id,
-                        index=0,
-                        seed=None,
-                        width=result.width * 2,
-                        height=result.height * 2,
-                        path=rel(saved.grid),
-                    )
-                )
-            for index, path in enumerate(saved.images, start=1):
-                image = result.images[index - 1]
-                session.add(
-                    Image(
-                        job_id=job.id,
-                        index=index,
-                        seed=result.seeds[index - 1],
-                        width=image.width,
-                        height=image.height,
-                        path=rel(path),
-                    )
-                )
-            job.status = JobStatus.SUCCEEDED
-            job.finished_at = self._clock()
-            job.gpu_seconds = result.elapsed_s
-            job.seeds = list(result.seeds)
-            job.grid_path = rel(saved.attachment)
-            job.model = result.model
-            session.add(
-                UsageEntry(
-                    job_id=job.id, user_id=job.user_id, guild_id=job.guild_id, gpu_seconds=result.elapsed_s
-                )
-            )
-        log.info("job %s succeeded in %.2fs on the device", card.job_id, result.elapsed_s)
-        message_id = await self._presenter().show_result(card, saved.attachment)
-        if message_id is not None and message_id != card.message_id:
-            await self.set_message(card.job_id, message_id)
-
-    def _relative(self, path: Path) -> str:
-        try:
-            return str(path.relative_to(self.settings.data_dir))
-        except ValueError:
-            return str(path)
-
-    async def _load_request(self, job_id: str) -> GenerationRequest:
-        async with self.db.session() as session:
-            job = await session.get(Job, job_id)
-            if job is None:
-                raise UnknownJob(job_id)
-            return records.params_to_request(job.params, self.settings.data_dir)
-
-    def _presenter(self) -> Presenter:
-        if self.presenter is None:
-            raise RuntimeError("JobService.presenter must be set before jobs are followed")
-        return self.presenter
-
-    # --- state changes --------------------------------------------------------------------
-
-    async def set_message(self, job_id: str, message_id: int) -> None:
-        async with self.db.session() as session:
-            job = await session.get(Job, job_id)
-            if job is not None:
-                job.message_id = message_id
-
-    async def _mark_running(self, job_id: str) -> None:
-        async with self.db.session() as session:
-            job = await session.get(Job, job_id)
-            if job is not None and job.status is JobStatus.QUEUED:
-                job.status = JobStatus.RUNNING
-                job.started_at = self._clock()
-                job.attempts = (job.attempts or 0) + 1
-        log.info("job %s running", job_id)
-
-    async def _finish(self, job_id: str, status: JobStatus, *, error: str) -> None:
-        async with self.db.session() as session:
-            job = await session.get(Job, job_id)
-            if job is not None and not job.status.finished:
-                job.status = status
-                job.error = error
-                job.finished_at = self._clock()
-        log.info("job %s %s: %s", job_id, status.value, error)
 
     # --- commands around jobs -------------------------------------------------------------
 
@@ -507,9 +255,9 @@ class JobService:
             card = JobCard.from_job(job)
         if not await self.queue.cancel(card.job_id):
             # Not in the queue (a stale row): end it here so it does not linger as "waiting".
-            await self._finish(card.job_id, JobStatus.CANCELLED, error="cancelled")
-            if card.job_id not in self._tasks:
-                await self._presenter().show_failure(card, "cancelled")
+            await self.runner.finish(card.job_id, JobStatus.CANCELLED, error="cancelled")
+            if not self.runner.following(card.job_id):
+                await self.runner.show_failure(card, "cancelled")
         return card.job_id
 
     async def info(self, who: Requester) -> UserInfo:
@@ -546,19 +294,19 @@ class JobService:
             if reason is None:
                 request = records.params_to_request(job.params, self.settings.data_dir)
                 try:
-                    self._handles[job.id] = await self.queue.submit(str(job.user_id), request, job_id=job.id)
+                    handle = await self.queue.submit(str(job.user_id), request, job_id=job.id)
                 except QueueError as exc:
                     reason = user_message(exc)
                 else:
                     await self._requeued(job.id)
-                    self._requests[job.id] = request
+                    self.runner.submitted(job.id, handle, request)
                     log.info("job %s resumed after restart", job.id)
                     self.follow(card)
                     resumed += 1
                     continue
             failed += 1
-            await self._finish(job.id, JobStatus.FAILED, error=reason)
-            await self._presenter().show_failure(card, reason)
+            await self.runner.finish(job.id, JobStatus.FAILED, error=reason)
+            await self.runner.show_failure(card, reason)
         return resumed, failed
 
     def _unrunnable(self, job: Job) -> str | None:
@@ -575,11 +323,30 @@ class JobService:
             if job is not None:
                 job.status = JobStatus.QUEUED
 
+    # --- following jobs (delegated to the runner) -------------------------------------------
+
+    @property
+    def presenter(self) -> Presenter | None:
+        return self.runner.presenter
+
+    @presenter.setter
+    def presenter(self, presenter: Presenter | None) -> None:
+        self.runner.presenter = presenter
+
+    def follow(self, card: JobCard) -> None:
+        """Show the job's life in its message (posted now if `card.message_id` is None), in the background."""
+        self.runner.follow(card)
+
+    async def set_message(self, job_id: str, message_id: int) -> None:
+        await self.runner.set_message(job_id, message_id)
+
+    async def wait_idle(self) -> None:
+        """Wait until every followed job has ended and been shown (for tests and shutdown)."""
+        await self.runner.wait_idle()
+
     async def close(self) -> None:
         """Stop following jobs (the queue decides what happens to them)."""
-        for task in list(self._tasks.values()):
-            task.cancel()
-        await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+        await self.runner.close()
 
 
 def _message_url(guild_id: int | None, channel_id: int, message_id: int) -> str:
