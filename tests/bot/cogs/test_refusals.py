@@ -3,12 +3,14 @@ quotas and the per-user waiting limit."""
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
-from bot.store.models import Job
+from bot.store.models import Job, UsageEntry
 from engine.simulated import SimulatedBackend
 from tests.bot.discord_fixtures import BotWorld, imagine_grid, make_settings, started_bot
 from tests.fakediscord import FakeDiscord, InteractionRecord
@@ -95,3 +97,25 @@ async def test_waiting_limit_refuses_and_repeat_posts_one_message_per_job(
             timeout=10,
             what="two grids, one per --repeat job",
         )
+
+
+async def test_gpu_minutes_quota_is_measured_from_the_engine_run_time(
+    fake_discord: FakeDiscord, tmp_path: Path
+) -> None:
+    backend = SimulatedBackend(seconds=0.3, steps=3)
+    async with started_bot(fake_discord, make_settings(tmp_path), backend) as world:
+        fake = fake_discord
+        await _admin(world, "quota set", {"gpu_minutes_per_day": 0.004})  # 0.24 s, server-wide default
+        await imagine_grid(world, "a cat")
+        await world.jobs.wait_idle()
+        async with world.bot.db.session() as session:
+            (entry,) = (await session.scalars(select(UsageEntry))).all()
+        assert 0.3 <= entry.gpu_seconds < 1.0  # the backend's own elapsed time, not the wall clock
+        text = await _refused(await fake.slash("imagine", {"prompt": "a dog"}))
+        assert "0.004 GPU minutes" in text
+        info = await (await fake.slash("info")).response(timeout=3)
+        assert "**Jobs today:** 1 of unlimited" in info.data["content"]
+        shown = re.search(r"\*\*GPU minutes today:\*\* ([0-9.]+) of 0\.004", info.data["content"])
+        assert shown is not None
+        assert float(shown[1]) == pytest.approx(entry.gpu_seconds / 60, abs=0.006)
+        assert float(shown[1]) > 0
