@@ -1,16 +1,14 @@
 """The one place that turns an exception into the sentence a Discord user sees.
 
 Errors we raise on purpose already carry a message written for people; anything else is a bug,
-logged with an incident id the user can quote to the admin.
+logged with an incident id the user can quote to the admin. discord.py is imported only inside the
+functions, so the Discord-free core (`bot.jobs`) can use this module without loading it.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-
-import discord
-from discord import app_commands
 
 from bot.policy import PolicyError
 from bot.prompt import PromptError
@@ -40,6 +38,8 @@ class UnknownJob(BotError):
 
 
 def _unwrap(error: BaseException) -> BaseException:
+    from discord import app_commands
+
     if isinstance(error, app_commands.CommandInvokeError | app_commands.TransformerError):
         return error.__cause__ or error
     return error
@@ -47,6 +47,8 @@ def _unwrap(error: BaseException) -> BaseException:
 
 def expected(error: BaseException) -> bool:
     """True for refusals the user caused and was told about; False for bugs and outages."""
+    from discord import app_commands
+
     error = _unwrap(error)
     return isinstance(
         error, BotError | PolicyError | PromptError | QueueError | JobNotFound | app_commands.CheckFailure
@@ -55,6 +57,9 @@ def expected(error: BaseException) -> bool:
 
 def user_message(error: BaseException) -> str:
     """A sentence for the user; unexpected errors are logged with an id and named only by that id."""
+    import discord
+    from discord import app_commands
+
     error = _unwrap(error)
     if isinstance(error, app_commands.MissingPermissions):
         return "This command needs the Manage Server permission."
