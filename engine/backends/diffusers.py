@@ -20,6 +20,7 @@ from PIL import Image
 
 from engine.backend import ProgressCallback
 from engine.backends import _upscale
+from engine.backends._aliases import ModelSet
 from engine.backends._conditioning import conditioning_kwargs, prompt_sides
 from engine.backends._mapping import guidance_for, img2img_steps, plan_for, steps_for, stop_iteration
 from engine.backends._model import LoadedModel, free_device_memory, load_model
@@ -138,12 +139,8 @@ def _open_source(path: Path | None, mode: Mode) -> Image.Image:
 
 
 class DiffusersBackend:
-    """A `Backend` running diffusers pipelines; the default model stays loaded, aliases load lazily.
-
-    Model policy: one model works on the device at a time. An alias model is loaded on first use;
-    while it runs the default model is parked in CPU memory (on an accelerator), and a third model
-    replaces the previous alias model rather than piling up.
-    """
+    """A `Backend` running diffusers pipelines; the default model stays loaded, aliases load lazily
+    (one model on the device at a time, see `_aliases.ModelSet`)."""
 
     def __init__(
         self,
@@ -157,10 +154,12 @@ class DiffusersBackend:
         self.name = f"diffusers:{model.model_id}"
         self.device = device
         self.diffusion_upscale = diffusion_upscale
-        self._default = model
-        self._alias: LoadedModel | None = None
-        self._aliases = dict(aliases or {})
-        self._loader = loader or (lambda model_id: load_model(model_id, device=device))
+        self._models = ModelSet(
+            model,
+            device=device,
+            aliases=aliases or {},
+            loader=loader or (lambda model_id: load_model(model_id, device=device)),
+        )
         self._lock = threading.Lock()
 
     @classmethod
@@ -173,41 +172,7 @@ class DiffusersBackend:
     @property
     def model(self) -> LoadedModel:
         """The default model."""
-        return self._default
-
-    # --- models --------------------------------------------------------------------------
-
-    def _model_id_for(self, alias: str | None) -> str:
-        if alias is None or alias == self._default.model_id:
-            return self._default.model_id
-        if alias in self._aliases:
-            return self._aliases[alias]
-        if alias in self._aliases.values():
-            return alias
-        offered = ", ".join(sorted(self._aliases)) or "none; this server runs only its default model"
-        raise GenerationError(f"This server has no model {alias!r}; the choices are: {offered}.")
-
-    def _model_for(self, alias: str | None) -> LoadedModel:
-        model_id = self._model_id_for(alias)
-        accelerator = self.device != "cpu"
-        if model_id == self._default.model_id:
-            if accelerator and self._alias is not None:
-                self._alias.text2img.to("cpu")
-                self._default.text2img.to(self.device)
-            return self._default
-        if self._alias is None or self._alias.model_id != model_id:
-            if self._alias is not None:
-                self._alias.close()
-                self._alias = None
-            if accelerator:
-                self._default.text2img.to("cpu")
-                free_device_memory()
-            log.info("loading model %s for alias %s", model_id, alias)
-            self._alias = self._loader(model_id)
-        elif accelerator:
-            self._default.text2img.to("cpu")
-            self._alias.text2img.to(self.device)
-        return self._alias
+        return self._models.default
 
     # --- jobs ----------------------------------------------------------------------------
 
@@ -358,7 +323,7 @@ class DiffusersBackend:
         # no_grad around the whole job: prompt embeddings are encoded outside the pipeline call.
         with self._lock, torch.no_grad():
             started = time.perf_counter()
-            model = self._model_for(request.model)
+            model = self._models.get(request.model)
             if request.mode is Mode.UPSCALE:
                 big = _upscale.enlarge(
                     _open_source(request.init_image, Mode.UPSCALE), multiple=model.family.size_multiple
@@ -415,7 +380,4 @@ class DiffusersBackend:
     def close(self) -> None:
         """Drop every loaded pipeline and free the device memory."""
         with self._lock:
-            if self._alias is not None:
-                self._alias.close()
-                self._alias = None
-            self._default.close()
+            self._models.close()
