@@ -1,4 +1,5 @@
-"""`imaginebot run` as a real process against the fake Discord: SIGKILL mid-run loses nothing."""
+"""`imaginebot run` as a real process against the fake Discord: SIGKILL mid-run loses nothing, and
+SIGTERM closes it cleanly."""
 
 from __future__ import annotations
 
@@ -90,5 +91,10 @@ async def test_sigkill_mid_run_then_restart_finishes_every_job(
     )
     assert running.content == f"**a red circle --steps 4** - <@{fake.member.user.id}>"
     assert waiting.content == f"**a blue square --steps 1** - <@{fake.other_member.user.id}>"
-    assert "resumed after restart" in log.read_text()
-    assert "fake-bot-token" not in log.read_text()
+    # SIGTERM closes it gracefully: exit status 0, the gateway closed by the bot.
+    processes[1].send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(processes[1].wait(), timeout=30) == 0
+    text = log.read_text()
+    assert "received SIGTERM" in text
+    assert "resumed after restart" in text
+    assert "fake-bot-token" not in text
