@@ -34,7 +34,7 @@ from engine.queue import (
     QueueStats,
 )
 from engine.simulated import SimulatedBackend
-from engine.types import GenerationRequest, GenerationResult
+from engine.types import GenerationRequest, GenerationResult, Progress
 
 E = TypeVar("E", bound=JobEvent)
 
@@ -309,6 +309,80 @@ async def test_a_slow_subscriber_loses_progress_but_never_the_final_event(make_q
     assert steps[-1] == 200  # the latest progress is flushed before the result
     last = next(event for event in reversed(seen_fast) if isinstance(event, JobProgress))
     assert last.progress.preview is not None
+
+
+class Burst(SimulatedBackend):
+    """Reports 1000 steps at once, then waits to be released."""
+
+    def __init__(self) -> None:
+        super().__init__(seconds=0, steps=1)
+        self.burst_done = threading.Event()
+        self.release = threading.Event()
+
+    def generate(
+        self, request: GenerationRequest, *, on_progress: ProgressCallback, cancelled: threading.Event
+    ) -> GenerationResult:
+        for step in range(1, 1001):
+            on_progress(Progress(step=step, total=1000))
+        self.burst_done.set()
+        self.release.wait(5)
+        return super().generate(request, on_progress=lambda _: None, cancelled=cancelled)
+
+
+async def test_a_burst_of_progress_costs_the_loop_one_wakeup(
+    make_queue: QueueMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop = asyncio.get_running_loop()
+    handoffs: list[object] = []
+    call_soon_threadsafe = loop.call_soon_threadsafe
+
+    def counted(callback: Callable[..., object], *args: object) -> asyncio.Handle:
+        handoffs.append(callback)
+        return call_soon_threadsafe(callback, *args)
+
+    monkeypatch.setattr(loop, "call_soon_threadsafe", counted)
+    backend = Burst()
+    queue = make_queue(backend)
+    await queue.start()
+    handle = await queue.submit("a", request("x"))
+    events = handle.events()
+    # Block the loop on purpose until the device has reported every step: nothing is handed
+    # over meanwhile, so the burst must have cost one wakeup (besides the job's start).
+    assert backend.burst_done.wait(5)
+    assert len(handoffs) == 2
+    backend.release.set()
+    seen = [event async for event in events]
+    assert [type(event) for event in seen] == [JobStarted, JobProgress, JobFinished]
+    assert isinstance(seen[1], JobProgress)
+    assert seen[1].progress.step == 1000
+
+
+class Counting(SimulatedBackend):
+    def __init__(self, expected: int) -> None:
+        super().__init__(seconds=0, steps=1, gate=threading.Event())
+        self.expected = expected
+        self.all_ran = threading.Event()
+
+    def generate(
+        self, request: GenerationRequest, *, on_progress: ProgressCallback, cancelled: threading.Event
+    ) -> GenerationResult:
+        result = super().generate(request, on_progress=on_progress, cancelled=cancelled)
+        if len(self.calls) >= self.expected:
+            self.all_ran.set()
+        return result
+
+
+async def test_the_device_goes_on_to_the_next_job_without_the_event_loop(make_queue: QueueMaker) -> None:
+    backend = Counting(expected=3)
+    queue = make_queue(backend)
+    await queue.start()
+    handles = [await queue.submit(owner, request(owner)) for owner in "abc"]
+    assert queue.waiting == 2
+    assert backend.gate is not None
+    backend.gate.set()
+    assert backend.all_ran.wait(5)  # the loop is blocked here, so the worker fed itself
+    await results(*handles)
+    assert prompts(backend) == ["a", "b", "c"]
 
 
 async def test_a_late_subscriber_gets_the_terminal_event(make_queue: QueueMaker) -> None:
