@@ -34,7 +34,10 @@ class JobHandle:
         self._canceller = canceller
 
     async def result(self) -> GenerationResult:
-        """Wait for the images; raise `GenerationError`, or `JobCancelled` if it was cancelled."""
+        """Wait for the images; raise `GenerationError`, or `JobCancelled` if it was cancelled.
+
+        `JobInterrupted` (a `JobCancelled`) means the queue shut down first: the job may run again.
+        """
         return await self._channel.wait()
 
     def events(self) -> EventStream:
@@ -88,9 +91,17 @@ class JobQueue(Protocol):
         ...
 
     def position(self, job_id: str) -> int | None:
-        """0 = running, n = n-th to start next; None if the job is not in the queue."""
+        """0 = running, n = n-th to start (1 = next); None if the job is not in the queue."""
         ...
 
     def estimate(self, job_id: str) -> float | None:
         """Seconds until the job should be done; None if unknown."""
+        ...
+
+    def jobs_of(self, owner: str) -> tuple[str, ...]:
+        """Ids of `owner`'s jobs in the queue: running first, then waiting in start order."""
+        ...
+
+    def stats(self) -> QueueStats:
+        """A snapshot for an admin's status command."""
         ...

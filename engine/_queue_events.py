@@ -31,7 +31,7 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class JobQueued:
-    """The job waits; `position` jobs start before it plus one (1 = starts next)."""
+    """The job waits; `position` is its place in the start order (1 = starts next)."""
 
     job_id: str
     position: int
