@@ -76,19 +76,24 @@ async def test_settings_defaults_apply_and_typed_parameters_override_them(
     fake_discord: FakeDiscord, tmp_path: Path
 ) -> None:
     backend = SimulatedBackend(seconds=0.05)
-    async with started_bot(fake_discord, make_settings(tmp_path), backend) as world:
+    settings = make_settings(tmp_path, model_aliases={"niji": "/models/anime"})
+    async with started_bot(fake_discord, settings, backend) as world:
         fake = fake_discord
         panel_call = await fake.slash("settings")
         panel = await panel_call.wait_original()
         for custom_id in ("ibset:ar:16:9", "ibset:stylize:250"):
             click = await fake.click(panel, custom_id)
             await click.response(timeout=3)
+        click = await fake.click(panel, "ibset:model", values=["niji"])
+        await click.response(timeout=3)
         assert "--aspect 16:9" in panel.content
         assert "--stylize 250" in panel.content
+        assert "Model: niji" in panel.content
 
         await imagine_grid(world, "a wide valley")
         await world.jobs.wait_idle()
-        assert (backend.calls[-1].aspect_ratio, backend.calls[-1].stylize) == ((16, 9), 250)
+        call = backend.calls[-1]
+        assert (call.aspect_ratio, call.stylize, call.model) == ((16, 9), 250, "niji")
 
         await imagine_grid(world, "a square valley --ar 1:1")
         await world.jobs.wait_idle()
