@@ -154,13 +154,12 @@ class LocalQueue:
                 for job in running:
                     self._stop(job, JobInterrupted("The bot shut down while this job was running."))
                 _, pending = await asyncio.wait(pending, timeout=_ABANDON_AFTER_S)
-            for task in pending:
-                task.cancel()
             for job in running:
                 if not job.channel.done():
                     log.warning("abandoning job %s: its backend ignored cancellation", job.job_id)
                     self._forget(job)
                     job.channel.fail(JobInterrupted("The bot shut down while this job was running."))
+            await asyncio.gather(*pending)  # every job has an outcome now, so these return at once
         for worker in self._workers:
             worker.stop()
 
@@ -250,6 +249,8 @@ class LocalQueue:
             if current is not None and current.job_id == job_id:
                 return max(left, 0.0)
             busy.append((average, left))
+        if position == 0:
+            return 0.0  # ended on its device a moment ago; the outcome is on its way
         return estimate_finish(position - 1, busy)
 
     def jobs_of(self, owner: str) -> tuple[str, ...]:
