@@ -1,9 +1,10 @@
 """The fair asyncio GPU job queue.
 
 `LocalQueue` runs jobs on one worker per backend (one backend = one device), each on its own
-thread so the event loop never stalls. Owners are served round-robin (least recently served
-first), within a per-owner running limit and waiting limit. Callers code against `JobQueue` and
-`JobHandle`, so a queue on Redis with remote workers can replace it without changing them.
+thread so the event loop never stalls, and each taking its next job itself so the device never
+waits for the loop. Owners are served round-robin (least recently served first, so a newcomer
+goes next), within a per-owner running limit and waiting limit. Callers code against `JobQueue`
+and `JobHandle`, so a queue on Redis with remote workers can replace it without changing them.
 
 Events of a job, in order: `JobQueued` (again when its position changes, at most every
 `position_interval_s`), `JobStarted`, `JobProgress`…, then exactly one of `JobFinished` /
