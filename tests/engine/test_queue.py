@@ -45,10 +45,10 @@ def request(prompt: str, seed: int = 0) -> GenerationRequest:
     return GenerationRequest(prompt=prompt, seed=seed)
 
 
-def held_backend(name: str = "sim", **kwargs: object) -> tuple[SimulatedBackend, threading.Event]:
+def held_backend(name: str = "sim") -> tuple[SimulatedBackend, threading.Event]:
     """A backend whose jobs do not move until its gate is set."""
     gate = threading.Event()
-    return SimulatedBackend(seconds=0, steps=3, name=name, gate=gate, **kwargs), gate  # type: ignore[arg-type]
+    return SimulatedBackend(seconds=0, steps=3, name=name, gate=gate), gate
 
 
 @pytest.fixture
