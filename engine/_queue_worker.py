@@ -114,9 +114,17 @@ class DeviceWorker:
             outcome = exc
         except BaseException as exc:  # a backend bug must not kill the worker
             log.exception("backend %s failed job %s", self.name, job.job_id)
-            outcome = GenerationError(
-                f"The image generator failed unexpectedly ({type(exc).__name__}); "
-                "try again, and tell the server admin if it keeps happening."
-            )
+            outcome = _unexpected(type(exc).__name__)
             outcome.__cause__ = exc
+        else:
+            if not isinstance(outcome, GenerationResult):
+                log.error("backend %s returned %r for job %s", self.name, type(outcome), job.job_id)
+                outcome = _unexpected(f"no images but {type(outcome).__name__}")
         return outcome, time.monotonic() - job.started_at
+
+
+def _unexpected(what: str) -> GenerationError:
+    return GenerationError(
+        f"The image generator failed unexpectedly ({what}); "
+        "try again, and tell the server admin if it keeps happening."
+    )

@@ -282,6 +282,20 @@ async def test_a_failure_fails_that_job_once_and_the_worker_goes_on(make_queue: 
     assert not terminal[0].cancelled
 
 
+class ReturnsNothing(SimulatedBackend):
+    def generate(  # type: ignore[override]
+        self, request: GenerationRequest, *, on_progress: ProgressCallback, cancelled: threading.Event
+    ) -> None:
+        return None
+
+
+async def test_a_backend_that_returns_no_result_fails_the_job(make_queue: QueueMaker) -> None:
+    queue = make_queue(ReturnsNothing())
+    await queue.start()
+    with pytest.raises(GenerationError, match="no images but NoneType"):
+        await results(await queue.submit("a", request("x")))
+
+
 async def test_a_slow_subscriber_loses_progress_but_never_the_final_event(make_queue: QueueMaker) -> None:
     backend = SimulatedBackend(seconds=0, steps=200, previews=True)
     queue = make_queue(backend)
