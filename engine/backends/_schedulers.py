@@ -11,7 +11,7 @@ from typing import Any
 from engine.errors import GenerationError
 from engine.types import SAMPLERS
 
-__all__ = ["SchedulerCache", "sampler_name"]
+__all__ = ["DenoisedTap", "SchedulerCache", "sampler_name"]
 
 
 def _build(name: str, config: Any) -> Any:
@@ -72,3 +72,47 @@ class SchedulerCache:
         if name not in self._built:
             self._built[name] = _build(name, self.default.config)
         return self._built[name]
+
+
+class DenoisedTap:
+    """Records the scheduler's latest estimate of the clean latents while installed (`--stop`).
+
+    Decoding the half-denoised latents of an interrupted run gives a noisy picture; decoding the
+    scheduler's own estimate of the final latents at that step gives what Midjourney's `--stop` shows,
+    a blurrier, less detailed image. Euler, Euler a, Heun, DDIM and LCM return that estimate from
+    `step`; DPM++ and UniPC keep it as their latest model output.
+    """
+
+    def __init__(self, scheduler: Any) -> None:
+        self._scheduler = scheduler
+        self.latest: Any = None
+
+    def __enter__(self) -> DenoisedTap:
+        original = self._scheduler.step
+
+        def step(*args: Any, **kwargs: Any) -> Any:
+            out = original(*args, **kwargs)
+            self.latest = self._estimate(out)
+            return out
+
+        self._scheduler.step = step  # an instance attribute shadows the method until __exit__
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        del self._scheduler.step
+
+    def _estimate(self, out: Any) -> Any:
+        if isinstance(out, tuple):
+            return out[1] if len(out) > 1 else self._from_history()
+        estimate = getattr(out, "pred_original_sample", None)
+        if estimate is None:
+            estimate = getattr(out, "denoised", None)
+        return estimate if estimate is not None else self._from_history()
+
+    def _from_history(self) -> Any:
+        config = self._scheduler.config
+        predicts_x0 = config.get("algorithm_type") in ("dpmsolver++", "sde-dpmsolver++") or (
+            type(self._scheduler).__name__ == "UniPCMultistepScheduler" and config.get("predict_x0", True)
+        )
+        outputs = getattr(self._scheduler, "model_outputs", None)
+        return outputs[-1] if predicts_x0 and outputs else None

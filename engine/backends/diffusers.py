@@ -7,6 +7,7 @@ and cancellation go through `callback_on_step_end` and the pipeline's interrupt 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -25,7 +26,7 @@ from engine.backends._conditioning import conditioning_kwargs, prompt_sides
 from engine.backends._mapping import guidance_for, img2img_steps, plan_for, steps_for, stop_iteration
 from engine.backends._model import LoadedModel, free_device_memory, load_model
 from engine.backends._preview import LatentPreviewer
-from engine.backends._schedulers import sampler_name
+from engine.backends._schedulers import DenoisedTap, sampler_name
 from engine.errors import GenerationError, JobCancelled, OutOfMemoryError
 from engine.types import GenerationRequest, GenerationResult, Mode, Progress
 
@@ -73,11 +74,13 @@ class _StepCallback:
         previewer: LatentPreviewer | None,
         stop: int,
         calls: int,
+        tap: DenoisedTap | None = None,
     ) -> None:
         self._on_progress = on_progress
         self._cancelled = cancelled
         self._previewer = previewer
         self._stop = stop
+        self._tap = tap
         self._calls = calls
         self.call = 0
         self.iterations = 0
@@ -92,8 +95,10 @@ class _StepCallback:
             preview = self._previewer(tensors["latents"])
         self._on_progress(Progress(self.call * total + done, self._calls * total, preview))
         if self._cancelled.is_set() or done >= total:
-            # The pipeline skips the remaining steps and decodes what it has (`--stop`).
+            # The pipeline skips the remaining steps and decodes the latents we hand back.
             pipe._interrupt = True
+            if done < pipe.num_timesteps and self._tap is not None and self._tap.latest is not None:
+                tensors["latents"] = self._tap.latest  # `--stop`: the estimate of the finished image
         return tensors
 
 
@@ -285,9 +290,10 @@ class DiffusersBackend:
         job.pipe.scheduler = model.schedulers.get(request.sampler)
         previewer = model.previewer if job.previews else None
         calls = job.calls
-        with model.seamless(request.tile):
+        tap = DenoisedTap(job.pipe.scheduler) if job.stop < 100 else contextlib.nullcontext()
+        with model.seamless(request.tile), tap as denoised:
             for attempt in range(2):
-                steps = _StepCallback(on_progress, cancelled, previewer, job.stop, len(calls))
+                steps = _StepCallback(on_progress, cancelled, previewer, job.stop, len(calls), denoised)
                 try:
                     return self._call(job, calls, steps, cancelled), steps
                 except (RuntimeError, ValueError) as exc:
