@@ -78,8 +78,19 @@ class JobQueue(Protocol):
         """Take no more jobs, drop waiting ones, give running ones `grace_s` seconds, then stop them."""
         ...
 
-    async def submit(self, owner: str, request: GenerationRequest, *, job_id: str | None = None) -> JobHandle:
-        """Queue a job; raise `QueueFull` or `QueueClosed`. Pass a stored `job_id` to resume a job."""
+    async def submit(
+        self,
+        owner: str,
+        request: GenerationRequest,
+        *,
+        job_id: str | None = None,
+        max_running: int | None = None,
+        max_waiting: int | None = None,
+    ) -> JobHandle:
+        """Queue a job; raise `QueueFull` or `QueueClosed`. Pass a stored `job_id` to resume a job.
+
+        `max_running`/`max_waiting` override the queue's per-owner limits for this owner.
+        """
         ...
 
     async def cancel(self, job_id: str) -> bool:

@@ -24,6 +24,7 @@ _NEVER_SERVED = -1
 class _Owner(Generic[J]):
     arrival: int
     """Tie-break among owners never served yet: first come, first served."""
+    max_running: int
     last_served: int = _NEVER_SERVED
     running: int = 0
     waiting: deque[J] = field(default_factory=deque)
@@ -34,7 +35,10 @@ class _Owner(Generic[J]):
 
 
 class FairScheduler(Generic[J]):
-    """Waiting jobs per owner, served least-recently-served first within a per-owner running limit."""
+    """Waiting jobs per owner, served least-recently-served first within a per-owner running limit.
+
+    The limit is `max_running_per_owner` unless a push gives the owner its own (the latest wins).
+    """
 
     def __init__(self, *, max_running_per_owner: int) -> None:
         if max_running_per_owner < 1:
@@ -47,14 +51,18 @@ class FairScheduler(Generic[J]):
 
     # --- bookkeeping ------------------------------------------------------------------------
 
-    def push(self, owner: str, job: J) -> None:
-        """Put `job` at the back of `owner`'s own line."""
+    def push(self, owner: str, job: J, *, max_running: int | None = None) -> None:
+        """Put `job` at the back of `owner`'s own line; `max_running` sets the owner's own limit."""
         if job in self._owner_of:
             raise ValueError(f"job {job!r} is already waiting")
+        if max_running is not None and max_running < 1:
+            raise ValueError(f"max_running must be at least 1; got {max_running}")
         state = self._owners.get(owner)
         if state is None:
             self._arrivals += 1
-            state = self._owners[owner] = _Owner(arrival=self._arrivals)
+            state = self._owners[owner] = _Owner(arrival=self._arrivals, max_running=self.max_running)
+        if max_running is not None:
+            state.max_running = max_running
         state.waiting.append(job)
         self._owner_of[job] = owner
 
@@ -73,7 +81,7 @@ class FairScheduler(Generic[J]):
         best: _Owner[J] | None = None
         best_name = ""
         for name, state in self._owners.items():
-            if state.waiting and state.running < self.max_running and (best is None or state.key < best.key):
+            if state.waiting and state.running < state.max_running and (best is None or state.key < best.key):
                 best, best_name = state, name
         if best is None:
             return None
@@ -109,8 +117,12 @@ class FairScheduler(Generic[J]):
         state = self._owners.get(owner)
         return state.running if state else 0
 
-    def can_run(self, owner: str) -> bool:
-        return self.running_count(owner) < self.max_running
+    def can_run(self, owner: str, max_running: int | None = None) -> bool:
+        """Whether one more job of `owner` may run, under `max_running` if given, else its limit."""
+        state = self._owners.get(owner)
+        if max_running is None:
+            max_running = state.max_running if state else self.max_running
+        return (state.running if state else 0) < max_running
 
     def waiting_jobs(self, owner: str) -> tuple[J, ...]:
         state = self._owners.get(owner)
@@ -122,7 +134,7 @@ class FairScheduler(Generic[J]):
     def place_of_newest(self, owner: str) -> int:
         """The 1-based start place of `owner`'s newest waiting job, in time linear in the owners.
 
-        Exact while the running limit cannot bind (no more workers than the limit): the start
+        Exact while no running limit can bind (no more workers than any owner's limit): the start
         order is then plain rounds, every backlogged owner once in least-recently-served order,
         then again. With more workers it ignores the limit; `start_order` has the exact answer.
         """
@@ -147,14 +159,20 @@ class FairScheduler(Generic[J]):
         can run at once. Simulates the real policy, running limits included.
         """
         owners = {
-            name: _Owner(arrival=s.arrival, last_served=s.last_served, running=s.running, waiting=s.waiting)
+            name: _Owner(
+                arrival=s.arrival,
+                max_running=s.max_running,
+                last_served=s.last_served,
+                running=s.running,
+                waiting=s.waiting,
+            )
             for name, s in self._owners.items()
         }
         # Heap of (key, name) of owners that have waiting jobs; entries whose owner is at the
         # running limit are parked until one of their jobs ends.
-        ready = [(s.key, name) for name, s in owners.items() if s.waiting and s.running < self.max_running]
+        ready = [(s.key, name) for name, s in owners.items() if s.waiting and s.running < s.max_running]
         heapq.heapify(ready)
-        parked: set[str] = {name for name, s in owners.items() if s.waiting and s.running >= self.max_running}
+        parked: set[str] = {name for name, s in owners.items() if s.waiting and s.running >= s.max_running}
         busy: deque[str] = deque(running)
         taken = {name: 0 for name in owners}
         order: list[J] = []
@@ -166,7 +184,7 @@ class FairScheduler(Generic[J]):
                     break
                 # Every worker is busy (or nobody may start): the oldest running job ends first.
                 done = busy.popleft()
-                state = owners.get(done) or _Owner(arrival=0)
+                state = owners.get(done) or _Owner(arrival=0, max_running=self.max_running)
                 state.running -= 1
                 if done in parked:
                     parked.discard(done)
@@ -182,7 +200,7 @@ class FairScheduler(Generic[J]):
             state.running += 1
             busy.append(name)
             if taken[name] < len(state.waiting):
-                if state.running < self.max_running:
+                if state.running < state.max_running:
                     heapq.heappush(ready, (state.key, name))
                 else:
                     parked.add(name)

@@ -175,22 +175,40 @@ class LocalQueue:
 
     # --- the public operations ----------------------------------------------------------------
 
-    async def submit(self, owner: str, request: GenerationRequest, *, job_id: str | None = None) -> JobHandle:
-        """Queue a job for `owner`; raise `QueueFull` or `QueueClosed`. Reuse a stored `job_id` to resume."""
+    async def submit(
+        self,
+        owner: str,
+        request: GenerationRequest,
+        *,
+        job_id: str | None = None,
+        max_running: int | None = None,
+        max_waiting: int | None = None,
+    ) -> JobHandle:
+        """Queue a job for `owner`; raise `QueueFull` or `QueueClosed`. Reuse a stored `job_id` to resume.
+
+        `max_running`/`max_waiting` override the queue's per-owner limits for this owner (e.g. an
+        admin's quota rule); the running limit given last applies to all of the owner's jobs.
+        """
         if self._closing:
             raise QueueClosed("The bot is shutting down and takes no new jobs; try again in a minute.")
         job_id = job_id or secrets.token_hex(16)  # like uuid4().hex, at a fraction of the cost
         if job_id in self._jobs:
             raise ValueError(f"job id {job_id!r} is already in the queue")
+        if max_running is not None and max_running < 1:
+            raise ValueError(f"max_running must be at least 1; got {max_running}")
+        if max_waiting is None:
+            max_waiting = self.max_waiting_per_owner
+        elif max_waiting < 0:
+            raise ValueError(f"max_waiting must be 0 or more; got {max_waiting}")
         channel = JobChannel(job_id)
         handle = JobHandle(job_id, owner, request, channel, self.cancel)
         job = QueueJob(job_id=job_id, owner=owner, request=request, channel=channel, handle=handle)
         with self._lock:
             # A job that can start right now never waits, so it does not count against the limit.
-            starts_now = self._started and bool(self._idle) and self._sched.can_run(owner)
-            if self._sched.waiting_count(owner) >= self.max_waiting_per_owner and not starts_now:
-                raise QueueFull(owner, self.max_waiting_per_owner)
-            self._sched.push(owner, job)
+            starts_now = self._started and bool(self._idle) and self._sched.can_run(owner, max_running)
+            if self._sched.waiting_count(owner) >= max_waiting and not starts_now:
+                raise QueueFull(owner, max_waiting)
+            self._sched.push(owner, job, max_running=max_running)
             self._dispatch_locked()
             place = None
             if job.worker is None:

@@ -170,6 +170,26 @@ async def test_too_many_waiting_jobs_are_refused_for_that_owner_only(make_queue:
     assert "a3" not in prompts(backend)
 
 
+async def test_an_owner_can_have_limits_of_their_own(make_queue: QueueMaker) -> None:
+    (b1, g1), (b2, g2), (b3, g3) = (held_backend(f"gpu{i}") for i in range(3))
+    queue = make_queue(b1, b2, b3, max_running_per_owner=1, max_waiting_per_owner=1)
+    await queue.start()
+    vip = [await queue.submit("vip", request(f"v{i}"), max_running=2, max_waiting=3) for i in range(5)]
+    assert [queue.position(h.job_id) for h in vip] == [0, 0, 1, 2, 3]  # a GPU is free, vip at 2
+    with pytest.raises(QueueFull, match="3 jobs waiting"):
+        await queue.submit("vip", request("v5"), max_waiting=3)
+    a = [await queue.submit("a", request(f"a{i}")) for i in range(2)]
+    # The default limits hold for a: a1 waits for a0, which started last, so v2 and v3 go first.
+    assert [queue.position(h.job_id) for h in a] == [0, 3]
+    with pytest.raises(QueueFull, match="1 jobs waiting"):
+        await queue.submit("a", request("a2"))
+    with pytest.raises(ValueError, match="max_running must be at least 1"):
+        await queue.submit("b", request("b0"), max_running=0)
+    for gate in (g1, g2, g3):
+        gate.set()
+    await results(*vip, *a)
+
+
 async def test_a_job_that_starts_at_once_does_not_count_as_waiting(make_queue: QueueMaker) -> None:
     backend, gate = held_backend()
     queue = make_queue(backend, max_waiting_per_owner=0)
@@ -548,8 +568,12 @@ Op = tuple[str, str]  # ("push", owner) or ("step", "")
     ),
     workers=st.integers(1, 4),
     limit=st.integers(1, 3),
+    own_limit=st.integers(1, 3),
 )
-def test_start_order_predicts_what_the_scheduler_does(ops: list[Op], workers: int, limit: int) -> None:
+def test_start_order_predicts_what_the_scheduler_does(
+    ops: list[Op], workers: int, limit: int, own_limit: int
+) -> None:
+    """Owner d has a running limit of its own; the others have the scheduler's."""
     sched: FairScheduler[int] = FairScheduler(max_running_per_owner=limit)
     running: deque[str] = deque()  # owners of running jobs, oldest first
     started: list[int] = []
@@ -564,8 +588,8 @@ def test_start_order_predicts_what_the_scheduler_does(ops: list[Op], workers: in
 
     for number, (op, owner) in enumerate(ops):
         if op == "push":
-            sched.push(owner, number)
-            if workers <= limit:  # where the cheap formula is exact
+            sched.push(owner, number, max_running=own_limit if owner == "d" else None)
+            if workers <= min(limit, own_limit):  # where the cheap formula is exact
                 order = sched.start_order(list(running), workers)
                 assert sched.place_of_newest(owner) == order.index(number) + 1
         else:
