@@ -17,7 +17,7 @@ from bot.settings import Settings
 from bot.store.db import Database
 from bot.store.models import Image, Job, JobStatus, UsageEntry
 from bot.user_errors import UnknownJob, user_message
-from engine.errors import EngineError, JobCancelled, JobInterrupted
+from engine.errors import JobCancelled, JobInterrupted
 from engine.images import save_job_images
 from engine.queue import JobFailed, JobFinished, JobHandle, JobProgress, JobQueue, JobStarted
 from engine.types import GenerationRequest, GenerationResult
@@ -47,6 +47,11 @@ class JobRunner:
         self._handles[job_id] = handle
         self._requests[job_id] = request
 
+    def forget(self, job_id: str) -> None:
+        """Drop a submitted job that will not be followed (it was taken back)."""
+        self._handles.pop(job_id, None)
+        self._requests.pop(job_id, None)
+
     def following(self, job_id: str) -> bool:
         return job_id in self._tasks
 
@@ -57,9 +62,12 @@ class JobRunner:
         task.add_done_callback(lambda _: self._tasks.pop(card.job_id, None))
 
     async def wait_idle(self) -> None:
-        """Wait until every followed job has ended and been shown (for tests and shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+        """Wait until every submitted job has been followed to its end and shown (tests, shutdown)."""
+        while self._tasks or self._handles:
+            if self._tasks:
+                await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+            else:  # submitted, and its message is being answered: `follow` comes next
+                await asyncio.sleep(0.01)
 
     async def _follow(self, card: JobCard) -> None:
         presenter = self._presenter()
@@ -77,17 +85,20 @@ class JobRunner:
             await self.finish(card.job_id, JobStatus.CANCELLED, error="cancelled")
             await presenter.show_failure(card, "cancelled")
             return
-        except EngineError as exc:
-            reason = user_message(exc)
-            await self.finish(card.job_id, JobStatus.FAILED, error=reason)
-            await presenter.show_failure(card, reason)
+        except Exception as exc:  # EngineError, or a bug: either way the owner is told
+            await self._fail(card, exc)
             return
-        except Exception as exc:
-            reason = user_message(exc)
-            await self.finish(card.job_id, JobStatus.FAILED, error=reason)
-            await presenter.show_failure(card, reason)
-            return
-        await self._deliver(card, result)
+        try:
+            await self._deliver(card, result)
+        except Exception as exc:  # e.g. the disk is full: the images could not be kept
+            await self._fail(card, exc)
+
+    async def _fail(self, card: JobCard, error: Exception) -> None:
+        reason = user_message(error)
+        if await self.finish(card.job_id, JobStatus.FAILED, error=reason):
+            await self._presenter().show_failure(card, reason)
+        else:  # its images are saved; only showing them failed, and /show can redo that
+            log.error("job %s: could not show its result: %s", card.job_id, reason)
 
     async def _post_waiting(self, card: JobCard) -> JobCard:
         message_id = await self._presenter().show_waiting(card)
@@ -201,14 +212,17 @@ class JobRunner:
                 job.attempts = (job.attempts or 0) + 1
         log.info("job %s running", job_id)
 
-    async def finish(self, job_id: str, status: JobStatus, *, error: str) -> None:
+    async def finish(self, job_id: str, status: JobStatus, *, error: str) -> bool:
+        """End an unfinished job as `status`; False if it had already ended (nothing changed)."""
         async with self.db.session() as session:
             job = await session.get(Job, job_id)
-            if job is not None and not job.status.finished:
-                job.status = status
-                job.error = error
-                job.finished_at = self._clock()
+            if job is None or job.status.finished:
+                return False
+            job.status = status
+            job.error = error
+            job.finished_at = self._clock()
         log.info("job %s %s: %s", job_id, status.value, error)
+        return True
 
     async def close(self) -> None:
         """Stop following jobs (the queue decides what happens to them)."""

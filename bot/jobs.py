@@ -132,9 +132,17 @@ class JobService:
         """Parse, check, store and queue one job per request `text` expands to."""
         planned = await self._parse(who, text)
         await self._check_policy(who, text, len(planned))
-        cards = []
-        for prompt, request in planned:
-            cards.append(await self._create(who, JobKind.IMAGINE, prompt, request))
+        cards: list[JobCard] = []
+        try:
+            for prompt, request in planned:
+                cards.append(await self._create(who, JobKind.IMAGINE, prompt, request))
+        except QueueError:
+            # All or nothing: take back the jobs of this prompt that the queue already took.
+            for card in cards:
+                await self.queue.cancel(card.job_id)
+                self.runner.forget(card.job_id)
+                await self.runner.finish(card.job_id, JobStatus.CANCELLED, error="the queue was full")
+            raise
         return cards
 
     async def press(

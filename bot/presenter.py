@@ -91,7 +91,7 @@ class DiscordPresenter:
     async def show_waiting(self, card: JobCard) -> int | None:
         try:
             return await self._send(card, lambda: {"content": render.waiting_content(card)})
-        except discord.HTTPException as exc:
+        except (discord.HTTPException, TimeoutError, aiohttp.ClientError) as exc:
             log.error("job %s: cannot post its message: %s", card.job_id, exc)
             return None
 
@@ -116,7 +116,7 @@ class DiscordPresenter:
                     "view": _unstored(render.result_view(card)),
                 },
             )
-        except discord.HTTPException as exc:
+        except (discord.HTTPException, TimeoutError, aiohttp.ClientError) as exc:
             log.error("job %s: cannot post its result (use /show %s): %s", card.job_id, card.job_id, exc)
             return None
 
@@ -126,7 +126,7 @@ class DiscordPresenter:
         )
         try:
             await self._edit_or_send(card, lambda: {"content": content, "attachments": [], "view": None})
-        except discord.HTTPException as exc:
+        except (discord.HTTPException, TimeoutError, aiohttp.ClientError) as exc:
             log.error("job %s: cannot tell its owner it failed: %s", card.job_id, exc)
 
 

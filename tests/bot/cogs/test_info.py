@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from bot.presenter import DiscordPresenter
 from bot.store.models import Job, JobStatus
 from engine.simulated import SimulatedBackend
 from tests.bot.discord_fixtures import imagine_grid, make_settings, started_bot
@@ -87,3 +88,30 @@ async def test_info_history_show_and_cancel(fake_discord: FakeDiscord, tmp_path:
         async with world.bot.db.session() as session:
             statuses = sorted(job.status for job in (await session.scalars(select(Job))).all())
         assert statuses == sorted([JobStatus.SUCCEEDED, JobStatus.CANCELLED, JobStatus.SUCCEEDED])
+
+
+async def test_when_discord_keeps_failing_the_result_is_kept_and_show_reposts_it(
+    fake_discord: FakeDiscord, tmp_path: Path
+) -> None:
+    gate = threading.Event()
+    backend = SimulatedBackend(seconds=0.05, steps=2, gate=gate)
+    async with started_bot(fake_discord, make_settings(tmp_path), backend) as world:
+        fake = fake_discord
+        presenter = world.jobs.presenter
+        assert isinstance(presenter, DiscordPresenter)
+        presenter.retry_delays = (0.05, 0.05)
+        interaction = await fake.slash("imagine", {"prompt": "an unlucky post"})
+        message = await interaction.wait_original()
+        fake.fail_next("* /channels/*/messages*", status=503, times=1000)
+        gate.set()
+        await world.jobs.wait_idle()
+        assert message.custom_ids() == []  # Discord never took the grid
+
+        async with world.bot.db.session() as session:
+            (job,) = (await session.scalars(select(Job))).all()
+        assert job.status is JobStatus.SUCCEEDED
+        assert (tmp_path / str(job.grid_path)).exists()
+        shown = await fake.slash("show", {"job_id": job.id})
+        reposted = await shown.wait_original()
+        assert len(reposted.custom_ids()) == 9
+        assert reposted.attachments

@@ -119,3 +119,23 @@ async def test_gpu_minutes_quota_is_measured_from_the_engine_run_time(
         assert shown is not None
         assert float(shown[1]) == pytest.approx(entry.gpu_seconds / 60, abs=0.006)
         assert float(shown[1]) > 0
+
+
+async def test_a_full_queue_refuses_the_whole_prompt_and_queues_nothing(
+    fake_discord: FakeDiscord, tmp_path: Path
+) -> None:
+    gate = threading.Event()
+    backend = SimulatedBackend(seconds=0.01, steps=1, gate=gate)
+    settings = make_settings(tmp_path, max_waiting_per_owner=1, max_running_per_owner=1)
+    async with started_bot(fake_discord, settings, backend) as world:
+        fake = fake_discord
+        # A member rule allows more than the queue itself holds per member: the queue has the last word.
+        await _admin(world, "quota set", {"target": fake.member.user.id, "max_waiting": 5})
+        text = await _refused(await fake.slash("imagine", {"prompt": "many --repeat 4"}))
+        assert "1 jobs waiting" in text
+        async with world.bot.db.session() as session:
+            statuses = [job.status.value for job in (await session.scalars(select(Job))).all()]
+        assert sorted(statuses) == ["cancelled", "cancelled", "failed"]
+        assert world.queue.jobs_of(str(fake.member.user.id)) == ()
+        gate.set()
+        assert [m for m in fake.messages_in(fake.channel) if not m.ephemeral] == []
