@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -45,6 +45,7 @@ __all__ = [
     "Presenter",
     "Requester",
     "UserInfo",
+    "message_url",
 ]
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,26 @@ MAX_ATTEMPTS = 3
 """A job that was started this many times without finishing (it keeps killing the bot) is failed."""
 
 _STRENGTH = {"Strong": VARY_STRONG, "Subtle": VARY_SUBTLE}
+
+
+@dataclass(frozen=True, slots=True)
+class _Parent:
+    """The job a button was pressed on, read out of its session."""
+
+    job_id: str
+    cell: int
+    prompt: str
+    params: dict[str, Any]
+    seeds: list[int]
+    init: str | None
+    """The pressed cell's image, relative to the data dir."""
+    link: str | None
+    """Its message, for the upscale's link back."""
+
+
+def message_url(guild_id: int | None, channel_id: int, message_id: int) -> str:
+    """A jump link to a message."""
+    return f"https://discord.com/channels/{guild_id or '@me'}/{channel_id}/{message_id}"
 
 
 def _new_seed() -> int:
@@ -149,59 +170,60 @@ class JobService:
         self, who: Requester, action: ButtonAction, job_id: str, cell: int, *, remix_text: str | None = None
     ) -> JobCard:
         """A U/V/Vary/🔄 button: a new job from `job_id` (cell 1–4; 0 for a re-roll)."""
-        async with self.db.session() as session:
-            parent = await session.get(Job, job_id)
-            if parent is None:
-                raise UnknownJob(job_id)
-            guild = await records.guild_settings(session, parent.guild_id)
-            owner_only = bool(guild and guild.buttons_owner_only)
-            check_button_press(presser_id=who.user_id, owner_id=parent.user_id, owner_only=owner_only)
-            if parent.status is not JobStatus.SUCCEEDED:
-                raise BotError("That job has no images yet; wait for it to finish.")
-            if action.is_variation and parent.kind is JobKind.UPSCALE and parent.parent_id:
-                # Vary an upscale from its grid cell: same composition, the size the model draws.
-                cell, parent = parent.parent_index or 1, await session.get(Job, parent.parent_id) or parent
-            init = await records.image_path(session, parent.id, cell) if cell else None
-            snapshot = (
-                parent.id,
-                parent.prompt,
-                dict(parent.params),
-                list(parent.seeds or []),
-                parent.message_id,
-            )
-            source = (parent.guild_id, parent.channel_id)
-        parent_id, prompt, params, seeds, parent_message = snapshot
-        request = records.params_to_request(params, self.settings.data_dir)
+        parent = await self._parent(who, action, job_id, cell)
+        prompt, request = parent.prompt, records.params_to_request(parent.params, self.settings.data_dir)
         if remix_text is not None:
             (prompt, request), *_ = await self._parse(who, remix_text)
         await self._check_policy(who, remix_text, 1)
-        ui: dict[str, Any] = {}
-        if action is ButtonAction.REROLL:
-            kind = JobKind.REROLL
-            request = replace(request, seed=_new_seed())
-            init_rel = params.get("init") if request.mode is Mode.VARIATION else None
-            cell_index: int | None = None
-        else:
-            if init is None or not (self.settings.data_dir / init).exists():
-                raise BotError("The image for that button is gone from the bot's disk, so I cannot use it.")
-            cell_index, init_rel = cell, init
-            if action is ButtonAction.UPSCALE:
-                kind = JobKind.UPSCALE
-                seed = seeds[cell - 1] if len(seeds) >= cell else request.seed + cell - 1
-                request = replace(request, mode=Mode.UPSCALE, count=1, seed=seed, strength=0.0)
-                if parent_message is not None:
-                    ui["source_url"] = _message_url(source[0], source[1], parent_message)
-            else:
-                kind = JobKind.VARIATION
-                ui["variation"] = action.variation
-                strength = _STRENGTH[action.variation]
-                request = replace(
-                    request, mode=Mode.VARIATION, count=GRID_SIZE, seed=_new_seed(), strength=strength
-                )
-        request = replace(request, init_image=self.settings.data_dir / init_rel if init_rel else None)
+        kind, request, ui = self._child_request(action, parent, request)
+        init = parent.init if kind is not JobKind.REROLL else parent.params.get("init")
+        if request.mode is Mode.TEXT:
+            init = None
+        request = replace(request, init_image=self.settings.data_dir / init if init else None)
+        cell_index = None if kind is JobKind.REROLL else parent.cell
         return await self._create(
-            who, kind, prompt, request, parent_id=parent_id, parent_index=cell_index, init=init_rel, ui=ui
+            who, kind, prompt, request, parent_id=parent.job_id, parent_index=cell_index, init=init, ui=ui
         )
+
+    async def _parent(self, who: Requester, action: ButtonAction, job_id: str, cell: int) -> _Parent:
+        """Load and check the job a button belongs to (owner-only setting, finished, image on disk)."""
+        async with self.db.session() as session:
+            job = await session.get(Job, job_id)
+            if job is None:
+                raise UnknownJob(job_id)
+            guild = await records.guild_settings(session, job.guild_id)
+            owner_only = bool(guild and guild.buttons_owner_only)
+            check_button_press(presser_id=who.user_id, owner_id=job.user_id, owner_only=owner_only)
+            if job.status is not JobStatus.SUCCEEDED:
+                raise BotError("That job has no images yet; wait for it to finish.")
+            if action.is_variation and job.kind is JobKind.UPSCALE and job.parent_id:
+                # Vary an upscale from its grid cell: same composition, at the size the model draws.
+                cell, job = job.parent_index or 1, await session.get(Job, job.parent_id) or job
+            init = await records.image_path(session, job.id, cell) if cell else None
+            link = message_url(job.guild_id, job.channel_id, job.message_id) if job.message_id else None
+            parent = _Parent(job.id, cell, job.prompt, dict(job.params), list(job.seeds or []), init, link)
+        if action is not ButtonAction.REROLL and (
+            init is None or not (self.settings.data_dir / init).exists()
+        ):
+            raise BotError("The image for that button is gone from the bot's disk, so I cannot use it.")
+        return parent
+
+    def _child_request(
+        self, action: ButtonAction, parent: _Parent, request: GenerationRequest
+    ) -> tuple[JobKind, GenerationRequest, dict[str, Any]]:
+        """The engine request of a button press, from the parent's (or the remixed) request."""
+        if action is ButtonAction.REROLL:  # the same job again with a new seed (a variation stays one)
+            return JobKind.REROLL, replace(request, seed=_new_seed()), {}
+        if action is ButtonAction.UPSCALE:
+            cell = parent.cell
+            seed = parent.seeds[cell - 1] if len(parent.seeds) >= cell else request.seed + cell - 1
+            upscale = replace(request, mode=Mode.UPSCALE, count=1, seed=seed, strength=0.0)
+            return JobKind.UPSCALE, upscale, {"source_url": parent.link} if parent.link else {}
+        strength = _STRENGTH[action.variation]
+        variation = replace(
+            request, mode=Mode.VARIATION, count=GRID_SIZE, seed=_new_seed(), strength=strength
+        )
+        return JobKind.VARIATION, variation, {"variation": action.variation}
 
     async def _create(
         self,
@@ -355,7 +377,3 @@ class JobService:
     async def close(self) -> None:
         """Stop following jobs (the queue decides what happens to them)."""
         await self.runner.close()
-
-
-def _message_url(guild_id: int | None, channel_id: int, message_id: int) -> str:
-    return f"https://discord.com/channels/{guild_id or '@me'}/{channel_id}/{message_id}"

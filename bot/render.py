@@ -15,7 +15,7 @@ from typing import Any
 import discord
 from PIL import Image
 
-from bot.jobs import ButtonAction, JobCard
+from bot.jobs import ButtonAction, JobCard, message_url
 from bot.store.models import Job, JobKind, JobStatus
 from bot.views import GridButton, SettingsButton, SettingsSelect
 
@@ -49,10 +49,6 @@ STYLIZE_PRESETS: tuple[tuple[str, str], ...] = (
     ("Stylize very high", "750"),
 )
 ASPECT_PRESETS: tuple[str, ...] = ("1:1", "3:2", "2:3", "16:9", "9:16")
-
-
-def message_url(guild_id: int | None, channel_id: int, message_id: int) -> str:
-    return f"https://discord.com/channels/{guild_id or '@me'}/{channel_id}/{message_id}"
 
 
 def only_mention(user_id: int) -> discord.AllowedMentions:
