@@ -26,7 +26,22 @@ from engine.images import SavedImages, save_job_images
 from engine.queue import JobHandle, JobProgress, JobQueue, JobQueued, JobStarted, LocalQueue
 from engine.types import GenerationRequest, GenerationResult, Progress
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "OutputPlan", "imagine", "main"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "OutputError",
+    "OutputPlan",
+    "ProgressBar",
+    "follow",
+    "generation_requests",
+    "imagine",
+    "main",
+    "plan_outputs",
+    "quiet_libraries",
+    "run_job",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
