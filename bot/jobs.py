@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 """A job that was started this many times without finishing (it keeps killing the bot) is failed."""
 
+_RESUME_WAITING = 1_000_000
+
 _STRENGTH = {"Strong": VARY_STRONG, "Subtle": VARY_SUBTLE}
 
 
@@ -121,8 +123,8 @@ class JobService:
         )
         return limits, usage
 
-    async def _check_policy(self, who: Requester, text: str | None, new_jobs: int) -> None:
-        """Refuse before anything is stored or queued; raises a `PolicyError`."""
+    async def _check_policy(self, who: Requester, text: str | None, new_jobs: int) -> Limits:
+        """Refuse before anything is stored or queued (raises a `PolicyError`); the user's limits."""
         async with self.db.session() as session:
             guild = await records.guild_settings(session, who.guild_id)
             waiting, running = await records.count_active(session, who.user_id)
@@ -133,6 +135,7 @@ class JobService:
         limits, usage = await self.limits_for(who)
         check_quota(limits, usage, now=self._clock(), new_jobs=new_jobs)
         check_job_counts(limits, waiting=waiting, running=running, new_jobs=new_jobs)
+        return limits
 
     async def _parse(self, who: Requester, text: str) -> list[tuple[str, GenerationRequest]]:
         async with self.db.session() as session:
@@ -152,11 +155,11 @@ class JobService:
     async def imagine(self, who: Requester, text: str) -> list[JobCard]:
         """Parse, check, store and queue one job per request `text` expands to."""
         planned = await self._parse(who, text)
-        await self._check_policy(who, text, len(planned))
+        limits = await self._check_policy(who, text, len(planned))
         cards: list[JobCard] = []
         try:
             for prompt, request in planned:
-                cards.append(await self._create(who, JobKind.IMAGINE, prompt, request))
+                cards.append(await self._create(who, JobKind.IMAGINE, prompt, request, limits=limits))
         except QueueError:
             # All or nothing: take back the jobs of this prompt that the queue already took.
             for card in cards:
@@ -174,7 +177,7 @@ class JobService:
         prompt, request = parent.prompt, records.params_to_request(parent.params, self.settings.data_dir)
         if remix_text is not None:
             (prompt, request), *_ = await self._parse(who, remix_text)
-        await self._check_policy(who, remix_text, 1)
+        limits = await self._check_policy(who, remix_text, 1)
         kind, request, ui = self._child_request(action, parent, request)
         init = parent.init if kind is not JobKind.REROLL else parent.params.get("init")
         if request.mode is Mode.TEXT:
@@ -182,7 +185,15 @@ class JobService:
         request = replace(request, init_image=self.settings.data_dir / init if init else None)
         cell_index = None if kind is JobKind.REROLL else parent.cell
         return await self._create(
-            who, kind, prompt, request, parent_id=parent.job_id, parent_index=cell_index, init=init, ui=ui
+            who,
+            kind,
+            prompt,
+            request,
+            limits=limits,
+            parent_id=parent.job_id,
+            parent_index=cell_index,
+            init=init,
+            ui=ui,
         )
 
     async def _parent(self, who: Requester, action: ButtonAction, job_id: str, cell: int) -> _Parent:
@@ -232,6 +243,7 @@ class JobService:
         prompt: str,
         request: GenerationRequest,
         *,
+        limits: Limits,
         parent_id: str | None = None,
         parent_index: int | None = None,
         init: str | None = None,
@@ -256,7 +268,14 @@ class JobService:
             card = JobCard.from_job(job)
         log.info("job %s queued: %s by %s", card.job_id, kind.value, who.user_id)
         try:
-            handle = await self.queue.submit(str(who.user_id), request, job_id=card.job_id)
+            # The queue enforces the member's limits too (an admin's rule may differ from the defaults).
+            handle = await self.queue.submit(
+                str(who.user_id),
+                request,
+                job_id=card.job_id,
+                max_running=limits.max_running,
+                max_waiting=limits.max_waiting,
+            )
         except QueueError as exc:
             await self.runner.finish(card.job_id, JobStatus.FAILED, error=str(exc))
             raise
@@ -324,7 +343,10 @@ class JobService:
             if reason is None:
                 request = records.params_to_request(job.params, self.settings.data_dir)
                 try:
-                    handle = await self.queue.submit(str(job.user_id), request, job_id=job.id)
+                    # Accepted before the restart: no waiting limit may refuse it now.
+                    handle = await self.queue.submit(
+                        str(job.user_id), request, job_id=job.id, max_waiting=_RESUME_WAITING
+                    )
                 except QueueError as exc:
                     reason = user_message(exc)
                 else:

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from bot.store.models import Job, UsageEntry
 from engine.simulated import SimulatedBackend
+from engine.types import GenerationRequest
 from tests.bot.discord_fixtures import BotWorld, imagine_grid, make_settings, started_bot
 from tests.fakediscord import FakeDiscord, InteractionRecord
 
@@ -126,16 +127,41 @@ async def test_a_full_queue_refuses_the_whole_prompt_and_queues_nothing(
 ) -> None:
     gate = threading.Event()
     backend = SimulatedBackend(seconds=0.01, steps=1, gate=gate)
-    settings = make_settings(tmp_path, max_waiting_per_owner=1, max_running_per_owner=1)
-    async with started_bot(fake_discord, settings, backend) as world:
+    async with started_bot(fake_discord, make_settings(tmp_path), backend) as world:
         fake = fake_discord
-        # A member rule allows more than the queue itself holds per member: the queue has the last word.
-        await _admin(world, "quota set", {"target": fake.member.user.id, "max_waiting": 5})
-        text = await _refused(await fake.slash("imagine", {"prompt": "many --repeat 4"}))
+        owner = str(fake.member.user.id)
+        await _admin(world, "quota set", {"target": fake.member.user.id, "max_waiting": 1, "max_running": 1})
+        # Work the database does not know of holds the member's running slot (a queue shared with
+        # another process would look like this), so the queue refuses where the policy check passed.
+        outside = await world.queue.submit(owner, GenerationRequest(prompt="elsewhere"), max_running=1)
+        await fake.wait_for(
+            lambda _: world.queue.position(outside.job_id) == 0, what="the outside job to run"
+        )
+        text = await _refused(await fake.slash("imagine", {"prompt": "many --repeat 2"}))
         assert "1 jobs waiting" in text
         async with world.bot.db.session() as session:
             statuses = [job.status.value for job in (await session.scalars(select(Job))).all()]
-        assert sorted(statuses) == ["cancelled", "cancelled", "failed"]
-        assert world.queue.jobs_of(str(fake.member.user.id)) == ()
+        assert sorted(statuses) == ["cancelled", "failed"]
+        assert world.queue.jobs_of(owner) == (outside.job_id,)
+        await world.queue.cancel(outside.job_id)
         gate.set()
         assert [m for m in fake.messages_in(fake.channel) if not m.ephemeral] == []
+
+
+async def test_a_member_rule_can_allow_more_waiting_jobs_than_the_default(
+    fake_discord: FakeDiscord, tmp_path: Path
+) -> None:
+    gate = threading.Event()
+    backend = SimulatedBackend(seconds=0.01, steps=1, gate=gate)
+    settings = make_settings(tmp_path, max_waiting_per_owner=1, max_running_per_owner=1)
+    async with started_bot(fake_discord, settings, backend) as world:
+        fake = fake_discord
+        refused = await _refused(
+            await fake.slash("imagine", {"prompt": "a --repeat 3"}, user=fake.other_member)
+        )
+        assert "1 jobs waiting" in refused
+        await _admin(world, "quota set", {"target": fake.member.user.id, "max_waiting": 2})
+        accepted = await fake.slash("imagine", {"prompt": "b --repeat 3"})
+        assert not (await accepted.response(timeout=3)).data.get("flags", 0) & EPHEMERAL
+        assert len(world.queue.jobs_of(str(fake.member.user.id))) == 3
+        gate.set()
