@@ -15,7 +15,7 @@ from typing import Any
 import discord
 from PIL import Image
 
-from bot.jobs import ButtonAction, JobCard, message_url
+from bot.jobs import ButtonAction, JobCard, UserInfo, message_url
 from bot.store.models import Job, JobKind, JobStatus
 from bot.views import GridButton, SettingsButton, SettingsSelect
 
@@ -131,23 +131,16 @@ def _when(moment: datetime) -> str:
     return f"<t:{int(moment.timestamp())}:R>"
 
 
-def info_content(
-    *,
-    user_id: int,
-    active: Sequence[tuple[Job, int | None, float | None]],
-    jobs_today: int,
-    gpu_minutes_today: float,
-    jobs_limit: int | None,
-    minutes_limit: float | None,
-    resets_at: datetime,
-) -> str:
+def info_content(user_id: int, info: UserInfo) -> str:
     """The /info panel: queue, running jobs and today's usage against the quota."""
+    limits, usage, active = info.limits, info.usage, info.active
     lines = [f"**Your info** - <@{user_id}>", ""]
-    jobs_cap = "unlimited" if jobs_limit is None else str(jobs_limit)
-    minutes_cap = "unlimited" if minutes_limit is None else f"{minutes_limit:g}"
-    lines.append(f"**Jobs today:** {jobs_today} of {jobs_cap}")
-    lines.append(f"**GPU minutes today:** {gpu_minutes_today:.2f} of {minutes_cap}")
-    lines.append(f"**Quota resets:** {_when(resets_at)}")
+    jobs_cap = "unlimited" if limits.jobs_per_day is None else str(limits.jobs_per_day)
+    minutes_cap = "unlimited" if limits.gpu_minutes_per_day is None else f"{limits.gpu_minutes_per_day:g}"
+    lines.append(f"**Jobs today:** {usage.jobs} of {jobs_cap}")
+    lines.append(f"**GPU minutes today:** {usage.gpu_seconds / 60:.2f} of {minutes_cap}")
+    lines.append(f"**Quota resets:** {_when(info.resets_at)}")
+    lines.append(f"**At once:** up to {limits.max_running} running and {limits.max_waiting} waiting")
     lines.append("")
     if not active:
         lines.append("**Queue:** no jobs waiting or running.")

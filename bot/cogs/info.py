@@ -29,15 +29,7 @@ class InfoCog(commands.Cog):
     @app_commands.command(name="info", description="Your queue, running jobs and today's usage")
     async def info(self, interaction: discord.Interaction[ImagineBot]) -> None:
         info = await self.bot.jobs.info(requester(interaction))
-        content = render.info_content(
-            user_id=interaction.user.id,
-            active=info.active,
-            jobs_today=info.usage.jobs,
-            gpu_minutes_today=info.usage.gpu_seconds / 60,
-            jobs_limit=info.limits.jobs_per_day,
-            minutes_limit=info.limits.gpu_minutes_per_day,
-            resets_at=info.resets_at,
-        )
+        content = render.info_content(interaction.user.id, info)
         await interaction.response.send_message(content, ephemeral=True, allowed_mentions=_QUIET)
 
     @app_commands.command(name="history", description="Recent jobs with links")

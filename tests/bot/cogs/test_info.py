@@ -57,6 +57,7 @@ async def test_info_history_show_and_cancel(fake_discord: FakeDiscord, tmp_path:
         assert "**Jobs today:** 1 of unlimited" in info.data["content"]
         assert "running" in info.data["content"]
         assert "resets:** <t:" in info.data["content"]
+        assert "**At once:** up to 3 running and 10 waiting" in info.data["content"]
 
         history = await (await fake.slash("history")).response(timeout=3)
         assert f"`{done_id}`" in history.data["content"]
