@@ -98,3 +98,18 @@ async def test_settings_defaults_apply_and_typed_parameters_override_them(
         await imagine_grid(world, "a square valley --ar 1:1")
         await world.jobs.wait_idle()
         assert (backend.calls[-1].aspect_ratio, backend.calls[-1].stylize) == ((1, 1), 250)
+
+
+async def test_permutations_post_one_message_per_job(fake_discord: FakeDiscord, tmp_path: Path) -> None:
+    backend = SimulatedBackend(seconds=0.05)
+    async with started_bot(fake_discord, make_settings(tmp_path), backend) as world:
+        interaction = await fake_discord.slash("imagine", {"prompt": "a {red, blue} bird"})
+        await interaction.response(timeout=3)
+        user = fake_discord.member.user.id
+        for colour in ("red", "blue"):
+            await fake_discord.wait_for_message(
+                lambda m, c=colour: m.content == f"**a {c} bird** - <@{user}>" and len(m.custom_ids()) == 9,
+                timeout=10,
+            )
+        await world.jobs.wait_idle()
+        assert sorted(call.prompt for call in backend.calls) == ["a blue bird", "a red bird"]
