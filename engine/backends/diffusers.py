@@ -55,7 +55,6 @@ class _Job:
 
     pipe: Any
     calls: list[dict[str, Any]]
-    steps: int
     cfg: float
     stop: int = 100
     previews: bool = True
@@ -98,7 +97,8 @@ class _StepCallback:
             # The pipeline skips the remaining steps and decodes the latents we hand back.
             pipe._interrupt = True
             if done < pipe.num_timesteps and self._tap is not None and self._tap.latest is not None:
-                tensors["latents"] = self._tap.latest  # `--stop`: the estimate of the finished image
+                # `--stop`: the estimate of the finished image (schedulers compute it in float32)
+                tensors["latents"] = self._tap.latest.to(tensors["latents"].dtype)
         return tensors
 
 
@@ -196,7 +196,7 @@ class DiffusersBackend:
             "guidance_scale": plan.cfg,
             "generator": _generators(seeds),
         }
-        return _Job(model.text2img, [call], plan.steps, plan.cfg, request.stop, notes=list(plan.notes))
+        return _Job(model.text2img, [call], plan.cfg, request.stop, notes=list(plan.notes))
 
     def _variation_job(self, model: LoadedModel, request: GenerationRequest) -> _Job:
         source = _open_source(request.init_image, Mode.VARIATION)
@@ -220,7 +220,7 @@ class DiffusersBackend:
             "guidance_scale": cfg,
             "generator": _generators(seeds),
         }
-        return _Job(pipe, [call], steps, cfg, request.stop, notes=[note] if note else [])
+        return _Job(pipe, [call], cfg, request.stop, notes=[note] if note else [])
 
     def _upscale_job(self, model: LoadedModel, request: GenerationRequest, big: Image.Image) -> _Job:
         family = model.family
@@ -254,7 +254,7 @@ class DiffusersBackend:
         def finish(outputs: list[Image.Image]) -> list[Image.Image]:
             return [_upscale.blend_tiles(big.size, boxes, outputs, overlap)]
 
-        return _Job(pipe, calls, steps, cfg, previews=False, notes=notes, finish=finish)
+        return _Job(pipe, calls, cfg, previews=False, notes=notes, finish=finish)
 
     # --- running -------------------------------------------------------------------------
 
