@@ -18,7 +18,7 @@ from engine.backends._upscale import enlarge
 from engine.backends.diffusers import PREVIEW_EVERY, DiffusersBackend
 from engine.errors import GenerationError, JobCancelled, OutOfMemoryError
 from engine.tiny import build_random_pipeline
-from engine.types import GenerationRequest, Mode, Progress
+from engine.types import GenerationRequest, Mode, Progress, WeightedPrompt
 from tests.engine.backends.conftest import run_job
 
 
@@ -209,3 +209,21 @@ def test_out_of_memory_twice_fails_the_job_and_the_backend_lives_on() -> None:
     assert pipe.calls == [4, 1]
     pipe.max_batch = 4
     assert len(run_job(backend, steps=1).images) == 4
+
+
+def test_half_precision_as_on_a_gpu_runs_every_mode(tmp_path: Path) -> None:
+    # CUDA runs fp16; CPU torch can too, which catches dtype mix-ups (float32 scheduler estimates,
+    # chaos noise, previews) without a GPU.
+    backend = DiffusersBackend.from_pipeline(
+        build_random_pipeline().to(torch.float16), "tiny-fp16", tiny=True
+    )
+    events: list[Progress] = []
+    weighted = (WeightedPrompt("a red circle", 2.0), WeightedPrompt("square", 1.0))
+    grid = run_job(
+        backend, events=events, steps=4, chaos=50, negative_prompt="blue", weighted_prompts=weighted
+    )
+    assert any(e.preview is not None for e in events)
+    assert run_job(backend, steps=4, stop=50).steps == 2
+    grid.images[0].save(source := tmp_path / "cell.png")
+    assert len(run_job(backend, mode=Mode.VARIATION, init_image=source, strength=0.6, tile=True).images) == 4
+    assert run_job(backend, mode=Mode.UPSCALE, init_image=source).images[0].size == (128, 128)
