@@ -12,6 +12,8 @@ import logging
 import signal
 import sys
 
+import discord
+
 from bot.client import INTENTS, ImagineBot
 from bot.jobs import JobService
 from bot.settings import Settings
@@ -133,5 +135,8 @@ def main(settings: Settings) -> int:
     except (StoreError, EngineError) as exc:
         print(f"imaginebot: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except discord.LoginFailure:
+        print(f"imaginebot: Discord rejected DISCORD_TOKEN. {NO_TOKEN_MESSAGE}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 0
