@@ -32,12 +32,12 @@ async def answer_with_job(interaction: discord.Interaction[Any], bot: ImagineBot
         message_id = response.message_id
         if message_id is None:
             message_id = (await interaction.original_response()).id
-    except discord.HTTPException as exc:
-        log.warning("job %s: could not answer the interaction (%s); posting in the channel", card.job_id, exc)
-    else:
         card = replace(card, message_id=message_id)
         await bot.jobs.set_message(card.job_id, message_id)
-    bot.jobs.follow(card)
+    except discord.HTTPException as exc:
+        log.warning("job %s: could not answer the interaction (%s); posting in the channel", card.job_id, exc)
+    finally:
+        bot.jobs.follow(card)  # whatever happened above, the job is queued and must be shown
 
 
 async def start_jobs(interaction: discord.Interaction[Any], bot: ImagineBot, cards: list[JobCard]) -> None:
