@@ -116,3 +116,21 @@ async def test_when_discord_keeps_failing_the_result_is_kept_and_show_reposts_it
         reposted = await shown.wait_original()
         assert len(reposted.custom_ids()) == 9
         assert reposted.attachments
+
+
+async def test_if_answering_the_interaction_fails_the_job_posts_its_own_message(
+    fake_discord: FakeDiscord, tmp_path: Path
+) -> None:
+    async with started_bot(fake_discord, make_settings(tmp_path), SimulatedBackend(seconds=0.05)) as world:
+        fake = fake_discord
+        fake.fail_next("POST /interactions/*", status=400, times=1)
+        await fake.slash("imagine", {"prompt": "a stubborn goat"})
+        grid = await fake.wait_for_message(
+            lambda m: (
+                m.content == f"**a stubborn goat** - <@{fake.member.user.id}>" and len(m.custom_ids()) == 9
+            ),
+            timeout=10,
+        )
+        await world.jobs.wait_idle()
+        assert grid.interaction_id is None  # posted through the channel, not as the interaction's answer
+        assert grid.history[0].content.endswith("(Waiting to start)")
