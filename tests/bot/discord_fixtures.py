@@ -77,6 +77,8 @@ async def started_bot(
             if wait_jobs:
                 await jobs.wait_idle()
             assert bot.handler_errors == [], bot.handler_errors
+            # Nothing the bot sent broke a rule production Discord enforces (late acks, limits, ...).
+            assert fake.state.violations == [], fake.state.violations
     finally:
         await queue.close(grace_s=1.0)
         await jobs.close()
