@@ -165,7 +165,6 @@ def test_imagine_writes_grid_and_cells_sized_by_ar_with_recipes(fox_run: tuple[P
 def test_console_script_matches_an_in_process_run_byte_for_byte(
     fox_run: tuple[Path, str], tmp_path: Path
 ) -> None:
-
     script = Path(sys.executable).with_name("imaginebot")
     # The console script exists once the project is installed (scripts/bootstrap); `-m bot.cli` is
     # the same entry point for a checkout that has not been installed.
