@@ -75,7 +75,8 @@ def test_cli_exits_2_with_one_sentence(
     assert main(["migrate"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("imaginebot: Setting IMAGINE_MAX_RUNNING_PER_OWNER is invalid")
-    assert "\n" not in err and "Traceback" not in err
+    assert "\n" not in err
+    assert "Traceback" not in err
 
 
 def test_console_script_reports_bad_setting_without_traceback(tmp_path: Path) -> None:
