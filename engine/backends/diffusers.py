@@ -227,10 +227,10 @@ class DiffusersBackend:
         sides = prompt_sides(request)
         cfg, note = guidance_for(request, family, has_negative=bool(sides.negative))
         steps = img2img_steps(steps_for(request, family), _upscale.UPSCALE_STRENGTH)
-        overlap = family.native_size // 8
-        boxes = _upscale.tile_boxes(big.width, big.height, tile=family.native_size, overlap=overlap)
-        if big.width * big.height <= 1.5 * family.native_area:
-            boxes = [(0, 0, big.width, big.height)]  # small enough for one pass
+        # Tiles of twice the native side: a 2x upscale of a native-size cell is one pass (a tile the
+        # model's own size would redraw the whole prompt in each quarter); bigger images go in tiles.
+        overlap = family.native_size // 4
+        boxes = _upscale.tile_boxes(big.width, big.height, tile=2 * family.native_size, overlap=overlap)
         tiles = [big.crop(box) for box in boxes]
         seeds = [(request.seed + i) % 2**32 for i in range(len(tiles))]
         pipe = model.img2img

@@ -227,3 +227,10 @@ def test_half_precision_as_on_a_gpu_runs_every_mode(tmp_path: Path) -> None:
     grid.images[0].save(source := tmp_path / "cell.png")
     assert len(run_job(backend, mode=Mode.VARIATION, init_image=source, strength=0.6, tile=True).images) == 4
     assert run_job(backend, mode=Mode.UPSCALE, init_image=source).images[0].size == (128, 128)
+
+
+def test_a_large_upscale_runs_in_blended_tiles(random_backend: DiffusersBackend, tmp_path: Path) -> None:
+    Image.effect_noise((128, 96), 60).convert("RGB").save(source := tmp_path / "big.png")
+    result = run_job(random_backend, mode=Mode.UPSCALE, init_image=source, seed=3, steps=2)
+    assert result.images[0].size == (256, 192)
+    assert "over 6 tile(s)" in result.extra["notes"]  # tiles of 128 px (2x native) overlapping 16 px
