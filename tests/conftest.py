@@ -1,4 +1,4 @@
-"""Shared test set-up: keep every test offline and away from the developer's own `.env`."""
+"""Shared test set-up: every test runs offline, and torch's threads don't spin on a shared CPU."""
 
 from __future__ import annotations
 
@@ -7,3 +7,5 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Read by OpenMP when torch first loads, which is after this file is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
