@@ -22,44 +22,11 @@ import statistics
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 
+from bench._lag import LagMeter
 from engine.queue import JobHandle, JobStarted, LocalQueue
 from engine.simulated import SimulatedBackend
 from engine.types import GenerationRequest
-
-
-@dataclass(frozen=True)
-class LagStats:
-    max_ms: float
-    p99_ms: float
-    ticks: int
-
-
-class LagMeter:
-    """Sleeps 1 ms at a time and records by how much each sleep overshoots: the loop's lag."""
-
-    def __init__(self) -> None:
-        self._lags: list[float] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def _tick(self) -> None:
-        while True:
-            before = time.perf_counter()
-            await asyncio.sleep(0.001)
-            self._lags.append(time.perf_counter() - before - 0.001)
-
-    def __enter__(self) -> LagMeter:
-        self._task = asyncio.get_running_loop().create_task(self._tick())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-
-    def stats(self) -> LagStats:
-        lags = sorted(self._lags)
-        return LagStats(max_ms=lags[-1] * 1000, p99_ms=lags[int(len(lags) * 0.99)] * 1000, ticks=len(lags))
 
 
 def backends(workers: int, seconds: float, steps: int) -> list[SimulatedBackend]:

@@ -28,40 +28,10 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bench._lag import LagMeter
 from bot.store import Database, JobKind, utcnow
 from bot.store import queries as q
 from bot.store.migrate import upgrade
-
-
-class LagMeter:
-    """Sleeps 1 ms at a time and records each overshoot: how long the loop was kept from running."""
-
-    def __init__(self) -> None:
-        self.lags: list[float] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def _tick(self) -> None:
-        while True:
-            before = time.perf_counter()
-            await asyncio.sleep(0.001)
-            self.lags.append((time.perf_counter() - before - 0.001) * 1000)
-
-    def __enter__(self) -> LagMeter:
-        self._task = asyncio.get_running_loop().create_task(self._tick())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-
-    def summary(self) -> str:
-        lags = sorted(self.lags) or [0.0]
-        return f"max {lags[-1]:6.1f} ms, p99 {lags[int(len(lags) * 0.99)]:5.1f} ms ({len(lags)} ticks)"
-
-    @property
-    def max_ms(self) -> float:
-        return max(self.lags, default=0.0)
-
 
 T = TypeVar("T")
 IMAGES = [
