@@ -39,6 +39,8 @@ VAE_CONFIG: dict[str, Any] = {
     "layers_per_block": 1,
     "latent_channels": 4,
     "norm_num_groups": 8,
+    # No attention in the 8×8 mid block: measured on this data, the VAE learns faster without it.
+    "mid_block_add_attention": False,
     "sample_size": SAMPLE_SIZE,
     "scaling_factor": 1.0,  # replaced by the measured 1/std of the trained VAE's latents
 }
