@@ -67,7 +67,7 @@ def test_chaos_perturbs_each_image_by_its_own_seed(random_backend: DiffusersBack
         prompt="a fox", device="cpu", num_images_per_prompt=1, do_classifier_free_guidance=False
     )[0][0]
     spread = [float((row - base).std() / base.std()) for row in embeds]
-    assert all(0.4 < s < 0.8 for s in spread)  # CHAOS_STRENGTH 0.6 of the embedding's spread
+    assert all(1.1 < s < 1.9 for s in spread)  # CHAOS_STRENGTH 1.5 of the embedding's spread
     assert not torch.equal(embeds[0], embeds[1])
     assert calm == {"prompt": ["a fox"] * 4, "negative_prompt": None}
     # the unconditional side is left alone

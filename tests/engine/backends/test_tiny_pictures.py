@@ -1,5 +1,5 @@
 """Picture-level behaviour of the backend on the trained tiny model: what a variation keeps, what an upscale
-keeps, what `--stop` and `--tile` do. Needs the trained weights (`engine.tiny.MODEL_DIR`)."""
+keeps, what `--chaos`, `--stop` and `--tile` do. Needs the trained weights (`engine.tiny.MODEL_DIR`)."""
 
 from __future__ import annotations
 
@@ -74,6 +74,12 @@ def test_an_upscale_keeps_the_composition_of_its_cell(
     assert big.size == (128, 128)
     assert _corr(cell, big, 32) > 0.95
     assert np.abs(_array(cell, 32) - _array(big, 32)).mean() < 20
+
+
+def test_chaos_spreads_the_four_images_further_apart(tiny: DiffusersBackend) -> None:
+    calm = [_spread(run_job(tiny, PROMPT, seed=s, steps=8).images) for s in (10, 20, 30)]
+    wild = [_spread(run_job(tiny, PROMPT, seed=s, steps=8, chaos=100).images) for s in (10, 20, 30)]
+    assert np.mean(wild) > 1.1 * np.mean(calm)  # measured 1.18
 
 
 def test_stop_gives_an_unfinished_but_recognisable_picture(
