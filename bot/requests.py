@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from bot.prompt import Request
+from bot.prompt import PromptError, Request
 from engine.types import GenerationRequest, Mode, WeightedPrompt
 
 __all__ = ["MAX_SEED", "choose_seed", "to_generation_request"]
@@ -23,9 +23,15 @@ def choose_seed(request: Request, rng: random.Random | None = None) -> int:
 def to_generation_request(request: Request, *, seed: int) -> GenerationRequest:
     """A text-to-image grid job for `request`, run with `seed` (see `choose_seed`).
 
-    Image prompts (`request.image_prompts`, `request.image_weight`) are deliberately not mapped:
-    the engine takes no links. The bot downloads them and passes them to the engine itself.
+    Image prompts are refused with a `PromptError` rather than dropped: the engine cannot use them yet,
+    and a prompt part the bot cannot honour must never be ignored silently.
     """
+    if request.image_prompts:
+        raise PromptError(
+            "Image prompts (links at the start of the prompt) aren't supported by this bot yet; "
+            "remove the link and describe the image in words instead.",
+            parameter="--iw" if request.image_weight != 1.0 else None,
+        )
     if not 0 <= seed <= MAX_SEED:
         raise ValueError(f"seed must be between 0 and {MAX_SEED}; got {seed}")
     return GenerationRequest(

@@ -7,15 +7,15 @@ import random
 
 import pytest
 
-from bot.prompt import PromptLimits, Request, parse
+from bot.prompt import PromptError, PromptLimits, Request, parse
 from bot.requests import MAX_SEED, choose_seed, to_generation_request
 from engine.types import GRID_SIZE, GenerationRequest, Mode, WeightedPrompt
 
 
 def test_every_parsed_field_reaches_the_engine_request() -> None:
     [request] = parse(
-        "https://e.com/a.png fox::2 snow::-0.5 --ar 3:2 --no blur --chaos 20 --s 300 --q .5 --stop 80"
-        " --tile --v 6 --steps 25 --cfg 4.5 --sampler dpmpp_2m --iw 2 --seed 11",
+        "fox::2 snow::-0.5 --ar 3:2 --no blur --chaos 20 --s 300 --q .5 --stop 80"
+        " --tile --v 6 --steps 25 --cfg 4.5 --sampler dpmpp_2m --seed 11",
         limits=PromptLimits(model_aliases=("6",)),
     )
     generation = to_generation_request(request, seed=77)
@@ -66,3 +66,10 @@ def test_choose_seed_keeps_the_prompt_seed_and_draws_one_otherwise() -> None:
     assert drawn == [random.Random(i).randint(0, MAX_SEED) for i in range(5)]
     assert len(set(drawn)) == 5
     assert 0 <= choose_seed(Request(prompt="x")) <= MAX_SEED
+
+
+def test_image_prompts_are_refused_not_dropped() -> None:
+    (request,) = parse("https://example.com/cat.png a cat in the style of this --iw 2")
+    with pytest.raises(PromptError, match="Image prompts") as caught:
+        to_generation_request(request, seed=1)
+    assert caught.value.parameter == "--iw"

@@ -45,6 +45,8 @@ async def test_bad_prompt_banned_word_and_channel_are_refused_ephemerally(
         fake = fake_discord
         text = await _refused(await fake.slash("imagine", {"prompt": "a cat --ar 0:0"}))
         assert "--ar" in text
+        text = await _refused(await fake.slash("imagine", {"prompt": "https://example.com/cat.png a cat"}))
+        assert "Image prompts" in text
 
         await _admin(world, "config banned-words", {"action": "add", "words": "gore, blood moon"})
         text = await _refused(await fake.slash("imagine", {"prompt": "the Blood Moon rises"}))
