@@ -26,7 +26,7 @@ def load_backend(
     Raises `ModelLoadError` with one sentence saying how to fix `IMAGINE_MODEL` when it can't load.
     """
     from engine.backends._model import load_model
-    from engine.backends.diffusers import DiffusersBackend
+    from engine.backends.diffusion import DiffusersBackend
 
     resolved = resolve_device(device)
     return DiffusersBackend(

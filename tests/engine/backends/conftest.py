@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from engine.backends.diffusers import DiffusersBackend
+from engine.backends.diffusion import DiffusersBackend
 from engine.tiny import build_random_pipeline
 from engine.types import GenerationRequest, GenerationResult, Progress
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from engine.backends._conditioning import conditioning_kwargs, prompt_sides
-from engine.backends.diffusers import DiffusersBackend
+from engine.backends.diffusion import DiffusersBackend
 from engine.errors import GenerationError
 from engine.types import GenerationRequest, WeightedPrompt
 

@@ -11,7 +11,7 @@ import torch
 from engine.backends import load_backend
 from engine.backends._family import FamilyKind, detect_family
 from engine.backends._model import LoadedModel, load_model, resolve_device
-from engine.backends.diffusers import DiffusersBackend
+from engine.backends.diffusion import DiffusersBackend
 from engine.errors import ModelLoadError
 from engine.tiny import build_random_pipeline
 from tests.engine.backends.conftest import run_job

@@ -17,7 +17,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 
 from engine.backends._conditioning import conditioning_kwargs, prompt_sides
 from engine.backends._family import FamilyKind
-from engine.backends.diffusers import DiffusersBackend
+from engine.backends.diffusion import DiffusersBackend
 from engine.tiny import TOKENIZER_DIR
 from engine.tiny.architecture import load_tokenizer
 from engine.types import GenerationRequest, Mode, WeightedPrompt

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from engine.backends import load_backend
-from engine.backends.diffusers import DiffusersBackend
+from engine.backends.diffusion import DiffusersBackend
 from engine.types import VARY_STRONG, VARY_SUBTLE, GenerationResult, Mode
 from tests.engine.backends.conftest import run_job
 

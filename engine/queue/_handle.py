@@ -1,4 +1,4 @@
-"""The seam between callers and any job queue: the `JobQueue` protocol, job handles and stats.
+"""The seam between callers and any job queue: the `JobQueue` protocol and job handles.
 
 `LocalQueue` implements it in-process; a queue on Redis with remote workers can implement it
 too (feeding each job's `JobChannel` from a stream) without callers changing.
@@ -7,13 +7,12 @@ too (feeding each job's `JobChannel` from a stream) without callers changing.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from engine._queue_events import EventStream, JobChannel
+from engine.queue._events import EventStream, JobChannel
 from engine.types import GenerationRequest, GenerationResult
 
-__all__ = ["JobHandle", "JobQueue", "QueueStats"]
+__all__ = ["JobHandle", "JobQueue"]
 
 
 class JobHandle:
@@ -55,17 +54,6 @@ class JobHandle:
         return f"<JobHandle {self.job_id} owner={self.owner} done={self.done()}>"
 
 
-@dataclass(frozen=True, slots=True)
-class QueueStats:
-    workers: int
-    running: int
-    waiting: int
-    owners: int
-    """Owners with a job running or waiting."""
-    average_job_s: float | None
-    """Recent job duration, averaged over workers; None before any job finished."""
-
-
 @runtime_checkable
 class JobQueue(Protocol):
     """What the bot needs from a job queue, local or remote."""
@@ -97,22 +85,10 @@ class JobQueue(Protocol):
         """Cancel a waiting or running job; True means it will end with `JobCancelled`."""
         ...
 
-    def handle(self, job_id: str) -> JobHandle | None:
-        """The handle of a job that has not ended, e.g. to follow it from another message."""
-        ...
-
     def position(self, job_id: str) -> int | None:
         """0 = running, n = n-th to start (1 = next); None if the job is not in the queue."""
         ...
 
     def estimate(self, job_id: str) -> float | None:
         """Seconds until the job should be done; None if unknown."""
-        ...
-
-    def jobs_of(self, owner: str) -> tuple[str, ...]:
-        """Ids of `owner`'s jobs in the queue: running first, then waiting in start order."""
-        ...
-
-    def stats(self) -> QueueStats:
-        """A snapshot for an admin's status command."""
         ...

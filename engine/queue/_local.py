@@ -1,16 +1,8 @@
-"""The fair asyncio GPU job queue.
+"""`LocalQueue`: the in-process queue, one worker per backend, each on its own thread.
 
-`LocalQueue` runs jobs on one worker per backend (one backend = one device), each on its own
-thread so the event loop never stalls, and each taking its next job itself so the device never
-waits for the loop. Owners are served round-robin (least recently served first, so a newcomer
-goes next), within a per-owner running limit and waiting limit. Callers code against `JobQueue`
-and `JobHandle`, so a queue on Redis with remote workers can replace it without changing them.
-
-Events of a job, in order: `JobQueued` (again when its position changes, at most every
-`position_interval_s`), `JobStarted`, `JobProgress`…, then exactly one of `JobFinished` /
-`JobFailed`; a slow reader misses intermediate `JobQueued`/`JobProgress`, never the rest.
-A cancelled job fails with `JobCancelled` (`JobFailed.cancelled` is true); one dropped by
-`close()` with its subclass `JobInterrupted`, so the bot can run it again after a restart.
+The event loop owns the jobs' channels and publishes every event; the device threads take their
+next job themselves (see `_worker`) and only post what happened back to the loop. The policy of
+who goes next lives in `_scheduler`, so this module is the wiring between the two.
 """
 
 from __future__ import annotations
@@ -24,38 +16,17 @@ import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
 
-from engine._queue_api import JobHandle, JobQueue, QueueStats
-from engine._queue_events import (
-    EventStream,
-    JobChannel,
-    JobEvent,
-    JobFailed,
-    JobFinished,
-    JobProgress,
-    JobQueued,
-    JobStarted,
-)
-from engine._queue_sched import FairScheduler, estimate_finish
-from engine._queue_worker import DeviceWorker, Outcome, QueueJob
 from engine.backend import Backend, ProgressCallback
 from engine.errors import JobCancelled, JobInterrupted, QueueClosed, QueueFull
+from engine.queue._events import JobChannel, JobProgress, JobQueued, JobStarted
+from engine.queue._handle import JobHandle
+from engine.queue._scheduler import FairScheduler, estimate_finish
+from engine.queue._worker import DeviceWorker, Outcome, QueueJob
 from engine.types import GenerationRequest, GenerationResult, Progress
 
-__all__ = [
-    "EventStream",
-    "JobEvent",
-    "JobFailed",
-    "JobFinished",
-    "JobHandle",
-    "JobProgress",
-    "JobQueue",
-    "JobQueued",
-    "JobStarted",
-    "LocalQueue",
-    "QueueStats",
-]
+__all__ = ["LocalQueue"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("engine.queue")
 
 _ABANDON_AFTER_S = 2.0
 """After `close()` cancels running jobs, how long a backend gets to notice before it is abandoned."""
@@ -202,7 +173,7 @@ class LocalQueue:
             raise ValueError(f"max_waiting must be 0 or more; got {max_waiting}")
         channel = JobChannel(job_id)
         handle = JobHandle(job_id, owner, request, channel, self.cancel)
-        job = QueueJob(job_id=job_id, owner=owner, request=request, channel=channel, handle=handle)
+        job = QueueJob(job_id=job_id, owner=owner, request=request, channel=channel)
         with self._lock:
             # A job that can start right now never waits, so it does not count against the limit.
             starts_now = self._started and bool(self._idle) and self._sched.can_run(owner, max_running)
@@ -236,11 +207,6 @@ class LocalQueue:
             return True
         return self._stop(job, JobCancelled("This job was cancelled."))
 
-    def handle(self, job_id: str) -> JobHandle | None:
-        """The handle of a job still waiting or running."""
-        job = self._jobs.get(job_id)
-        return job.handle if job else None
-
     def position(self, job_id: str) -> int | None:
         """0 = running, n = n-th to start (1 = next); None if the job is not in the queue."""
         job = self._jobs.get(job_id)
@@ -271,33 +237,6 @@ class LocalQueue:
         if position == 0:
             return 0.0  # ended on its device a moment ago; the outcome is on its way
         return estimate_finish(position - 1, busy)
-
-    def jobs_of(self, owner: str) -> tuple[str, ...]:
-        """Ids of `owner`'s jobs in the queue: running first, then waiting in the order they will start."""
-        with self._lock:
-            running = tuple(job.job_id for job in self._running if job.owner == owner)
-            return running + tuple(job.job_id for job in self._sched.waiting_jobs(owner))
-
-    @property
-    def waiting(self) -> int:
-        return len(self._sched)
-
-    @property
-    def running(self) -> int:
-        return len(self._running)
-
-    def stats(self) -> QueueStats:
-        """A snapshot for an admin's status command."""
-        known = [w.stats.average for w in self._workers if w.stats.average is not None]
-        with self._lock:
-            running, waiting = len(self._running), len(self._sched)
-        return QueueStats(
-            workers=len(self._workers),
-            running=running,
-            waiting=waiting,
-            owners=len({job.owner for job in self._jobs.values()}),
-            average_job_s=sum(known) / len(known) if known else None,
-        )
 
     # --- scheduling (any thread, under the lock) --------------------------------------------------
 

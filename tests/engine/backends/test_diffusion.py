@@ -15,7 +15,7 @@ from PIL import Image
 
 from engine.backends._mapping import size_for
 from engine.backends._upscale import enlarge
-from engine.backends.diffusers import PREVIEW_EVERY, DiffusersBackend
+from engine.backends.diffusion import PREVIEW_EVERY, DiffusersBackend
 from engine.errors import GenerationError, JobCancelled, OutOfMemoryError
 from engine.tiny import build_random_pipeline
 from engine.types import GenerationRequest, Mode, Progress, WeightedPrompt

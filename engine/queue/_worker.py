@@ -15,11 +15,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from engine._queue_api import JobHandle
-from engine._queue_events import JobChannel
-from engine._queue_sched import DurationStats
 from engine.backend import Backend, ProgressCallback
 from engine.errors import EngineError, GenerationError, JobCancelled
+from engine.queue._events import JobChannel
+from engine.queue._scheduler import DurationStats
 from engine.types import GenerationRequest, GenerationResult, Progress
 
 __all__ = ["DeviceWorker", "Outcome", "QueueJob", "WorkerHost"]
@@ -37,7 +36,6 @@ class QueueJob:
     owner: str
     request: GenerationRequest
     channel: JobChannel
-    handle: JobHandle
     cancel_event: threading.Event | None = None
     """*locked*: made when a worker takes the job (an Event is dear enough to skip for waiting jobs)."""
     cancel_error: JobCancelled | None = None

@@ -113,20 +113,12 @@ class FairScheduler(Generic[J]):
         state = self._owners.get(owner)
         return len(state.waiting) if state else 0
 
-    def running_count(self, owner: str) -> int:
-        state = self._owners.get(owner)
-        return state.running if state else 0
-
     def can_run(self, owner: str, max_running: int | None = None) -> bool:
         """Whether one more job of `owner` may run, under `max_running` if given, else its limit."""
         state = self._owners.get(owner)
         if max_running is None:
             max_running = state.max_running if state else self.max_running
         return (state.running if state else 0) < max_running
-
-    def waiting_jobs(self, owner: str) -> tuple[J, ...]:
-        state = self._owners.get(owner)
-        return tuple(state.waiting) if state else ()
 
     def __len__(self) -> int:
         return len(self._owner_of)
