@@ -1,25 +1,11 @@
-"""The Midjourney prompt language: `/imagine` text in, a list of requests out.
-
-`parse("https://x/cat.png a {red, blue} cat::2 hat::-0.5 --ar 16:9 --no text --repeat 2")`
-
-The steps, in order: the whole text is checked against the length cap; `{a, b}` permutations expand
-(also inside parameters; `\\,` is a literal comma, `\\{` a literal brace); in each variant a long
-dash before a name means `--`; the text before the first `--name` is the prompt, the rest is
-parameters; image links (http/https) at the start of the prompt become image prompts; `::` splits
-the rest into weighted parts. `--repeat` copies a request. Model versions: `--v X` / `--version X`
-picks the configured alias `X`; `--niji` alone picks the alias `niji` and `--niji X` the alias
-`niji X`. Pure Python: no Discord here.
-
-`str(request)` is canonical text that parses back to the same request. Parse it again without
-the user's defaults: their effect is already written into it.
-"""
+"""Parsing: `/imagine` text → `Request`s; `str(request)` is canonical text again. Private to `bot.prompt`."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bot._prompt_lexer import (
+from bot.prompt._lexer import (
     PromptError,
     escape,
     expand_permutations,
@@ -29,21 +15,9 @@ from bot._prompt_lexer import (
     split_multiprompt,
     split_parameters,
 )
-from bot._prompt_params import PromptLimits, apply_parameters, model_flag, normalise_defaults
+from bot.prompt._parameters import PromptLimits, apply_parameters, model_flag
 
-__all__ = [
-    "DEFAULT_LIMITS",
-    "PromptError",
-    "PromptLimits",
-    "PromptPart",
-    "Request",
-    "normalise_defaults",
-    "parse",
-]
-
-# Defined in private modules; they belong to this one's public API.
-PromptError.__module__ = __name__
-PromptLimits.__module__ = __name__
+__all__ = ["DEFAULT_LIMITS", "PromptPart", "Request", "parse"]
 
 
 @dataclass(frozen=True, slots=True)

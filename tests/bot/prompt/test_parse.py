@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 import pytest
 
+from bot.config import load_config
 from bot.prompt import (
     DEFAULT_LIMITS,
     PromptError,
@@ -16,7 +17,6 @@ from bot.prompt import (
     normalise_defaults,
     parse,
 )
-from bot.settings import load_settings
 
 ALIASES = PromptLimits(model_aliases=("6", "niji", "niji 6", "Dream Shaper"))
 
@@ -416,10 +416,10 @@ def test_normalise_defaults_checks_and_keys_by_long_name() -> None:
         normalise_defaults({"chaos": "500"}, PromptLimits())
 
 
-def test_limits_come_from_settings() -> None:
-    settings = load_settings(
+def test_limits_come_from_the_config() -> None:
+    config = load_config(
         max_prompt_length=500, max_repeat=2, max_permutations=10, model_aliases={"6": "some/model"}
     )
-    assert PromptLimits.from_settings(settings) == PromptLimits(
+    assert PromptLimits.from_config(config) == PromptLimits(
         max_length=500, max_repeat=2, max_permutations=10, model_aliases=("6",)
     )

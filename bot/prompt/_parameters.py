@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bot._prompt_lexer import PromptError, RawParameter, normalise_space, quote
+from bot.prompt._lexer import PromptError, RawParameter, normalise_space, quote
 from engine.types import SAMPLERS
 
 if TYPE_CHECKING:
-    from bot.settings import Settings
+    from bot.config import Config
 
 __all__ = [
     "PromptLimits",
@@ -36,7 +36,7 @@ _FALSE = ("false", "off", "no", "0")
 
 @dataclass(frozen=True, slots=True)
 class PromptLimits:
-    """Caps from settings: text length, `--repeat`, total prompts, and the `--v`/`--niji` alias names."""
+    """Caps from config: text length, `--repeat`, total prompts, and the `--v`/`--niji` alias names."""
 
     max_length: int = 2000
     max_repeat: int = 4
@@ -44,13 +44,13 @@ class PromptLimits:
     model_aliases: tuple[str, ...] = ()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> PromptLimits:
+    def from_config(cls, config: Config) -> PromptLimits:
         """The limits the owner configured (`IMAGINE_MAX_PROMPT_LENGTH`, `IMAGINE_MODEL_ALIASES`, ...)."""
         return cls(
-            max_length=settings.max_prompt_length,
-            max_repeat=settings.max_repeat,
-            max_permutations=settings.max_permutations,
-            model_aliases=tuple(settings.model_aliases),
+            max_length=config.max_prompt_length,
+            max_repeat=config.max_repeat,
+            max_permutations=config.max_permutations,
+            model_aliases=tuple(config.model_aliases),
         )
 
 
@@ -315,7 +315,7 @@ def _defaults(defaults: Mapping[str, str]) -> Iterator[tuple[_Spec, str, str]]:
     """Each default as (spec, flag, value); a key may be written `ar`, `--ar` or `aspect`."""
     keys: dict[str, str] = {}
     for raw_key, raw_value in defaults.items():
-        # Stored settings may hold numbers (`{"s": 250}`); read everything as text.
+        # Stored config may hold numbers (`{"s": 250}`); read everything as text.
         name = str(raw_key).strip().lstrip("-\u2014\u2013").lower()
         flag = f"--{name}"
         try:
