@@ -1,6 +1,6 @@
 """The `imaginebot` console script: `run`, `imagine`, `migrate`.
 
-Each subcommand loads settings once and hands them to its entry point. A bad setting ends the
+Each subcommand loads config once and hands them to its entry point. A bad setting ends the
 program with one sentence and exit code 2, never a traceback.
 """
 
@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot.settings import SettingsError, load_settings
+from bot.config import ConfigError, load_config
 
 __all__ = ["main"]
 
@@ -33,22 +33,22 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = load_settings()
-    except SettingsError as exc:
+        config = load_config()
+    except ConfigError as exc:
         print(f"imaginebot: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
     if args.command == "migrate":
         from bot.store.migrate import main as migrate_main
 
-        return migrate_main(settings)
+        return migrate_main(config.database_url)
     if args.command == "imagine":
         from bot.imagine_cli import main as imagine_main
 
-        return imagine_main(settings, args.prompt, args.output, quiet=args.quiet)
+        return imagine_main(config, args.prompt, args.output, quiet=args.quiet)
     from bot.app import main as run_main
 
-    return run_main(settings)
+    return run_main(config)
 
 
 if __name__ == "__main__":

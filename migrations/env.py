@@ -15,7 +15,7 @@ from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import Enum
 from sqlalchemy.engine import Connection
 
-from bot.settings import load_settings
+from bot.config import load_config
 from bot.store.db import create_engine, normalize_url
 from bot.store.models import Base, UtcDateTime
 
@@ -44,7 +44,7 @@ _OPTIONS: dict[str, Any] = {
 
 
 def _url() -> str:
-    return config.get_main_option("sqlalchemy.url") or load_settings().database_url
+    return config.get_main_option("sqlalchemy.url") or load_config().database_url
 
 
 def _run_offline() -> None:

@@ -21,7 +21,6 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy.engine import URL, Connection
 
-from bot.settings import Settings
 from bot.store.db import create_engine, display_url, normalize_url
 from bot.store.errors import MigrationError, StoreError
 from migrations import ALEMBIC_INI
@@ -181,10 +180,10 @@ def _steps(config: Config, before: str | None, after: str | None, action: _Actio
     return tuple(f"{verb} {rev.revision}: {rev.doc}" for rev in revisions)
 
 
-def main(settings: Settings) -> int:
+def main(database_url: str) -> int:
     """`imaginebot migrate`: upgrade the configured database to the newest revision; 0 on success."""
     try:
-        report = asyncio.run(upgrade(settings.database_url))
+        report = asyncio.run(upgrade(database_url))
     except StoreError as exc:
         print(f"imaginebot migrate: {exc}", file=sys.stderr)
         return 1

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
-from alembic.config import Config
+from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from bot.cli import main as cli_main
-from bot.settings import Settings
+from bot.config import Config
 from bot.store.db import create_engine
 from bot.store.errors import MigrationError
 from bot.store.migrate import current_revision, downgrade, head_revision, main, upgrade
@@ -103,10 +103,10 @@ def downgrade() -> None:
 '''
 
 
-def _history_with_a_broken_revision(folder: Path) -> Config:
+def _history_with_a_broken_revision(folder: Path) -> AlembicConfig:
     shutil.copytree(MIGRATIONS_DIR, folder, ignore=shutil.ignore_patterns("__pycache__"))
     (folder / "versions" / "0999_broken.py").write_text(BROKEN_REVISION.format(head=head_revision()))
-    return Config(str(folder / "alembic.ini"))
+    return AlembicConfig(str(folder / "alembic.ini"))
 
 
 async def test_a_failing_revision_leaves_the_database_as_it_was(db_url: str, tmp_path: Path) -> None:
@@ -142,9 +142,9 @@ async def test_upgrade_leaves_the_event_loop_free(db_url: str) -> None:
 def test_migrate_command_creates_the_database_in_the_data_dir(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    settings = Settings(data_dir=tmp_path / "data", database_url_setting=None)
+    config = Config(data_dir=tmp_path / "data", database_url_setting=None)
 
-    code = main(settings)
+    code = main(config.database_url)
 
     assert code == 0
     assert (tmp_path / "data" / "imaginebot.db").is_file()
@@ -152,9 +152,9 @@ def test_migrate_command_creates_the_database_in_the_data_dir(
 
 
 def test_migrate_command_explains_a_bad_url(capsys: pytest.CaptureFixture[str]) -> None:
-    settings = Settings(database_url_setting="nosuchdb://user:secret@host/db")
+    config = Config(database_url_setting="nosuchdb://user:secret@host/db")
 
-    code = main(settings)
+    code = main(config.database_url)
 
     err = capsys.readouterr().err
     assert code == 1

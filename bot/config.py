@@ -1,4 +1,4 @@
-"""One settings object, read from the environment and `.env`.
+"""The bot's configuration, read once from the environment and `.env` (not the /settings panel).
 
 Every knob has the `IMAGINE_` prefix except the two names the ecosystem already uses
 (`DISCORD_TOKEN`, `DATABASE_URL`). `.env.example` lists and explains each one.
@@ -14,16 +14,16 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
 
-__all__ = ["Settings", "SettingsError", "load_settings"]
+__all__ = ["Config", "ConfigError", "load_config"]
 
 DEFAULT_MODEL = "stabilityai/sdxl-turbo"
 
 
-class SettingsError(Exception):
+class ConfigError(Exception):
     """A setting is missing or invalid; the message names it and says what is expected."""
 
 
-class Settings(BaseSettings):
+class Config(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="IMAGINE_",
         env_file=".env",
@@ -89,15 +89,15 @@ def _env_name(field: str) -> str:
     return _ENV_NAMES.get(field, f"IMAGINE_{field.upper()}")
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Read settings; raise `SettingsError` with one sentence naming the bad one."""
+def load_config(**overrides: object) -> Config:
+    """Read the configuration; raise `ConfigError` with one sentence naming the bad one."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Config(**overrides)  # type: ignore[arg-type]
     except _SourceError as exc:
         # Raised for values that must be JSON (lists, dicts) but are not.
         match = re.search(r'field "(\w+)"', str(exc))
         field = match.group(1) if match else "?"
-        raise SettingsError(
+        raise ConfigError(
             f"Setting {_env_name(field)} is invalid: it must be JSON, "
             'like {"niji": "some/model"} for a mapping or ["a", "b"] for a list.'
         ) from None
@@ -105,6 +105,6 @@ def load_settings(**overrides: object) -> Settings:
         error = exc.errors()[0]
         field = str(error["loc"][0]) if error["loc"] else "?"
         given = error.get("input")
-        raise SettingsError(
+        raise ConfigError(
             f"Setting {_env_name(field)} is invalid: {error['msg'].lower()} (got {given!r})."
         ) from None

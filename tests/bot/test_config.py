@@ -1,4 +1,4 @@
-"""Settings come from the environment and `.env`; a bad one ends the program with one sentence, exit 2."""
+"""Config come from the environment and `.env`; a bad one ends the program with one sentence, exit 2."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from bot.settings import SettingsError, load_settings
+from bot.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,14 +28,14 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def test_defaults() -> None:
-    settings = load_settings()
-    assert settings.data_dir == Path("data")
-    assert settings.discord_token is None
-    assert settings.database_url.startswith("sqlite+aiosqlite:///")
-    assert settings.database_url.endswith("/data/imaginebot.db")
-    assert settings.max_running_per_owner == 3
-    assert settings.max_waiting_per_owner == 10
-    assert settings.max_permutations == 40
+    config = load_config()
+    assert config.data_dir == Path("data")
+    assert config.discord_token is None
+    assert config.database_url.startswith("sqlite+aiosqlite:///")
+    assert config.database_url.endswith("/data/imaginebot.db")
+    assert config.max_running_per_owner == 3
+    assert config.max_waiting_per_owner == 10
+    assert config.max_permutations == 40
 
 
 def test_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -43,12 +43,12 @@ def test_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.setenv("IMAGINE_MAX_REPEAT", "3")  # the environment wins over .env
     monkeypatch.setenv("IMAGINE_MODEL_ALIASES", '{"niji": "some/anime-model"}')
     monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://u:p@db/imagine")
-    settings = load_settings()
-    assert settings.discord_token == "from-dotenv"
-    assert settings.model == "tiny"
-    assert settings.max_repeat == 3
-    assert settings.model_aliases == {"niji": "some/anime-model"}
-    assert settings.database_url == "postgresql+asyncpg://u:p@db/imagine"
+    config = load_config()
+    assert config.discord_token == "from-dotenv"
+    assert config.model == "tiny"
+    assert config.max_repeat == 3
+    assert config.model_aliases == {"niji": "some/anime-model"}
+    assert config.database_url == "postgresql+asyncpg://u:p@db/imagine"
 
 
 @pytest.mark.parametrize(
@@ -64,8 +64,8 @@ def test_invalid_setting_names_itself(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str, fragment: str
 ) -> None:
     monkeypatch.setenv(name, value)
-    with pytest.raises(SettingsError, match=fragment):
-        load_settings()
+    with pytest.raises(ConfigError, match=fragment):
+        load_config()
 
 
 def test_cli_exits_2_with_one_sentence(
@@ -97,10 +97,10 @@ def test_console_script_reports_bad_setting_without_traceback(tmp_path: Path) ->
 def test_env_example_loads_and_lists_every_setting(tmp_path: Path) -> None:
     example = (ROOT / ".env.example").read_text(encoding="utf-8")
     (tmp_path / ".env").write_text(example)
-    settings = load_settings()  # every line of the example is valid as written
+    config = load_config()  # every line of the example is valid as written
     listed = {line.split("=", 1)[0] for line in example.splitlines() if line and not line.startswith("#")}
     expected = {
         field.validation_alias.choices[0] if field.validation_alias else f"IMAGINE_{name.upper()}"  # type: ignore[union-attr]
-        for name, field in type(settings).model_fields.items()
+        for name, field in type(config).model_fields.items()
     }
     assert listed == expected
