@@ -7,8 +7,7 @@ PolicyError
 ├── ChannelNotAllowed   the bot does not answer in this channel
 ├── QuotaExceeded       the user's jobs or GPU time for today are used up
 ├── TooManyJobs         the user already has the most waiting or running jobs allowed
-├── NotJobOwner         the guild restricts buttons to the job's owner
-└── NotAdmin            an admin command was used without Manage Server
+└── NotJobOwner         the guild restricts buttons to the job's owner
 """
 
 from __future__ import annotations
@@ -23,12 +22,11 @@ __all__ = [
     "BannedWord",
     "ChannelNotAllowed",
     "Limits",
-    "NotAdmin",
     "NotJobOwner",
     "PolicyError",
     "QuotaExceeded",
     "QuotaRuleSpec",
-    "RuleScope",
+    "QuotaScope",
     "TooManyJobs",
     "Usage",
     "check_banned_words",
@@ -86,11 +84,6 @@ class NotJobOwner(PolicyError):
         super().__init__(f"On this server only <@{owner_id}> can use the buttons of their own images.")
 
 
-class NotAdmin(PolicyError):
-    def __init__(self) -> None:
-        super().__init__("This command needs the Manage Server permission.")
-
-
 def _fmt(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
@@ -98,10 +91,12 @@ def _fmt(value: float) -> str:
 # --- quotas ---------------------------------------------------------------------------------
 
 
-class RuleScope(enum.StrEnum):
-    GUILD = "guild"  # the guild's default for everyone
-    ROLE = "role"
-    USER = "user"
+class QuotaScope(enum.StrEnum):
+    """Whom a quota rule is for; stored by value in `quota_rules.scope`."""
+
+    GUILD = "guild"  # the whole server's default; target_id is None
+    ROLE = "role"  # each member holding the role (target_id = role id)
+    USER = "user"  # one member (target_id = user id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +104,7 @@ class QuotaRuleSpec:
     """One stored quota rule. For the per-day limits None means unlimited; for the job-count limits
     None means "the bot's configured default"."""
 
-    scope: RuleScope
+    scope: QuotaScope
     target_id: int | None
     jobs_per_day: int | None = None
     gpu_minutes_per_day: float | None = None
@@ -131,10 +126,15 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """What a user has used in the current quota day."""
+    """Jobs and GPU seconds a member used in a window (the quota day): finished ones from the ledger,
+    plus their jobs still waiting or running when a new job is checked against the quota."""
 
     jobs: int = 0
     gpu_seconds: float = 0.0
+
+    @property
+    def gpu_minutes(self) -> float:
+        return self.gpu_seconds / 60
 
 
 def _most_generous(values: Iterable[float | None]) -> float | None:
@@ -161,11 +161,11 @@ def resolve_limits(
     role_rules: list[QuotaRuleSpec] = []
     guild_rule: QuotaRuleSpec | None = None
     for rule in rules:
-        if rule.scope is RuleScope.USER and rule.target_id == user_id:
+        if rule.scope is QuotaScope.USER and rule.target_id == user_id:
             user_rule = rule
-        elif rule.scope is RuleScope.ROLE and rule.target_id in roles:
+        elif rule.scope is QuotaScope.ROLE and rule.target_id in roles:
             role_rules.append(rule)
-        elif rule.scope is RuleScope.GUILD:
+        elif rule.scope is QuotaScope.GUILD:
             guild_rule = rule
 
     def counts(rule: QuotaRuleSpec) -> tuple[int, int]:

@@ -1,6 +1,8 @@
 """Job rows through their life: queued → running → succeeded | failed | cancelled.
 
-Running → queued happens only on recovery after a restart; any other change raises `JobStateError`.
+Every change of a job's status in the bot goes through these functions, and each checks the move:
+a finished job never changes again, and running → queued happens only when recovery requeues a job
+after a restart. Anything else raises `JobStateError`.
 """
 
 from __future__ import annotations
@@ -10,13 +12,44 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.store.errors import JobNotFound, JobStateError
-from bot.store.models import CELL_INDEXES, Image, Job, JobKind, JobStatus, UsageEntry, new_job_id, utcnow
+from bot.store.models import (
+    CELL_INDEXES,
+    UNFINISHED,
+    Image,
+    Job,
+    JobKind,
+    JobStatus,
+    UsageEntry,
+    new_job_id,
+    utcnow,
+)
 
-UNFINISHED: Final = (JobStatus.QUEUED, JobStatus.RUNNING)
+__all__ = [
+    "MAX_ATTEMPTS",
+    "ImageRecord",
+    "Recovery",
+    "active_jobs",
+    "count_active",
+    "create_job",
+    "get_job",
+    "image_path",
+    "mark_cancelled",
+    "mark_failed",
+    "mark_running",
+    "mark_succeeded",
+    "recent_jobs",
+    "recover_unfinished",
+    "requeue_job",
+    "set_message_id",
+    "unfinished_jobs",
+]
+
+MAX_ATTEMPTS: Final = 3
+"""A job started this many times without finishing (it keeps taking the bot down) is given up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +72,7 @@ class Recovery:
     failed: list[Job] = field(default_factory=list)
 
 
-# --- jobs -------------------------------------------------------------------------------------
+# --- changes ----------------------------------------------------------------------------------
 
 
 async def create_job(
@@ -86,11 +119,6 @@ async def create_job(
     return job
 
 
-async def get_job(session: AsyncSession, job_id: str) -> Job | None:
-    """The job with its images (in index order), or None."""
-    return await session.get(Job, job_id)
-
-
 async def _job_for_change(session: AsyncSession, job_id: str, wanted: JobStatus) -> Job:
     # FOR UPDATE locks the row on PostgreSQL (SQLite ignores it; its write lock is taken at BEGIN).
     job = await session.get(Job, job_id, with_for_update=True, populate_existing=True)
@@ -126,7 +154,7 @@ async def mark_succeeded(
 ) -> Job:
     """Store the result: images, seeds, GPU time, and one usage-ledger row, all in this transaction.
 
-    Accepted from queued too: a slow consumer of queue events may never see "started".
+    Accepted from queued too: a job can end before its follower heard that it started.
     """
     job = await _job_for_change(session, job_id, JobStatus.SUCCEEDED)
     finished = now or utcnow()
@@ -160,7 +188,7 @@ async def mark_succeeded(
 async def mark_failed(
     session: AsyncSession, job_id: str, error: str, *, gpu_seconds: float = 0.0, now: datetime | None = None
 ) -> Job:
-    """The job failed; `error` is the sentence shown to its owner."""
+    """The job failed; `error` is the reason shown to its owner."""
     job = await _job_for_change(session, job_id, JobStatus.FAILED)
     job.status = JobStatus.FAILED
     job.error = error
@@ -170,10 +198,13 @@ async def mark_failed(
     return job
 
 
-async def mark_cancelled(session: AsyncSession, job_id: str, *, now: datetime | None = None) -> Job:
-    """The owner (or an admin) cancelled the job before it finished."""
+async def mark_cancelled(
+    session: AsyncSession, job_id: str, *, reason: str = "cancelled", now: datetime | None = None
+) -> Job:
+    """The job ended before it ran to the end: its owner cancelled it, or the bot took it back."""
     job = await _job_for_change(session, job_id, JobStatus.CANCELLED)
     job.status = JobStatus.CANCELLED
+    job.error = reason
     job.finished_at = now or utcnow()
     await session.flush()
     return job
@@ -197,6 +228,55 @@ async def set_message_id(session: AsyncSession, job_id: str, message_id: int) ->
     await session.flush()
 
 
+async def recover_unfinished(
+    session: AsyncSession, *, max_attempts: int = MAX_ATTEMPTS, now: datetime | None = None
+) -> Recovery:
+    """On start: requeue the jobs a previous run left unfinished (oldest first), and fail those
+    already started `max_attempts` times. The bot submits `requeued` again and tells the owners of `failed`.
+    """
+    recovery = Recovery()
+    for job in await unfinished_jobs(session):
+        if job.attempts >= max_attempts:
+            reason = f"it was interrupted by a bot restart {job.attempts} times, so it was given up"
+            recovery.failed.append(await mark_failed(session, job.id, reason, now=now))
+        else:
+            recovery.requeued.append(await requeue_job(session, job.id))
+    return recovery
+
+
+# --- reads ------------------------------------------------------------------------------------
+
+
+async def get_job(session: AsyncSession, job_id: str) -> Job | None:
+    """The job with its images (in index order), or None."""
+    return await session.get(Job, job_id)
+
+
+async def unfinished_jobs(session: AsyncSession) -> list[Job]:
+    """Jobs left queued or running, oldest first."""
+    query = select(Job).where(Job.status.in_(UNFINISHED)).order_by(Job.created_at, Job.id)
+    return list((await session.scalars(query)).all())
+
+
+async def active_jobs(session: AsyncSession, user_id: int) -> list[Job]:
+    """A member's jobs still waiting or running, oldest first."""
+    query = (
+        select(Job).where(Job.user_id == user_id, Job.status.in_(UNFINISHED)).order_by(Job.created_at, Job.id)
+    )
+    return list((await session.scalars(query)).all())
+
+
+async def count_active(session: AsyncSession, user_id: int) -> tuple[int, int]:
+    """(waiting, running) jobs of a member, across servers: the queue is shared."""
+    query = (
+        select(Job.status, func.count())
+        .where(Job.user_id == user_id, Job.status.in_(UNFINISHED))
+        .group_by(Job.status)
+    )
+    counts = {status: int(n) for status, n in (await session.execute(query)).all()}
+    return counts.get(JobStatus.QUEUED, 0), counts.get(JobStatus.RUNNING, 0)
+
+
 async def recent_jobs(
     session: AsyncSession,
     user_id: int,
@@ -215,31 +295,7 @@ async def recent_jobs(
     return list((await session.scalars(query)).all())
 
 
-async def unfinished_jobs(session: AsyncSession) -> list[Job]:
-    """Jobs left queued or running (by a previous run of the bot), oldest first."""
-    query = select(Job).where(Job.status.in_(UNFINISHED)).order_by(Job.created_at, Job.id)
-    return list((await session.scalars(query)).all())
-
-
-async def recover_unfinished(
-    session: AsyncSession,
-    *,
-    max_attempts: int = 2,
-    error: str | None = None,
-    now: datetime | None = None,
-) -> Recovery:
-    """On start: requeue unfinished jobs (oldest first), fail those already started `max_attempts` times.
-
-    The bot then submits `requeued` to the queue again and tells the owners of `failed` (`job.error`).
-    """
-    error = error or (
-        f"This job was interrupted by a bot restart {max_attempts} times, so it was given up; "
-        "run it again to retry."
-    )
-    recovery = Recovery()
-    for job in await unfinished_jobs(session):
-        if job.attempts >= max_attempts:
-            recovery.failed.append(await mark_failed(session, job.id, error, now=now))
-        else:
-            recovery.requeued.append(await requeue_job(session, job.id))
-    return recovery
+async def image_path(session: AsyncSession, job_id: str, index: int) -> str | None:
+    """Where a job's image `index` (0 grid, 1–4 cells) lies, relative to the data dir."""
+    query = select(Image.path).where(Image.job_id == job_id, Image.index == index)
+    return (await session.scalars(query)).first()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import (
     JSON,
@@ -33,18 +33,20 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from bot.policy import QuotaScope
+
 __all__ = [
     "NAMING_CONVENTION",
+    "UNFINISHED",
     "Base",
-    "GuildSettings",
+    "GuildRules",
     "Image",
     "Job",
     "JobKind",
     "JobStatus",
     "QuotaRule",
-    "QuotaScope",
     "UsageEntry",
-    "UserSettings",
+    "UserPreferences",
     "UtcDateTime",
     "new_job_id",
     "utcnow",
@@ -116,13 +118,11 @@ class JobStatus(enum.StrEnum):
 
     @property
     def finished(self) -> bool:
-        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+        return self not in UNFINISHED
 
 
-class QuotaScope(enum.StrEnum):
-    GUILD = "guild"  # the whole server together; target_id is NULL
-    ROLE = "role"  # each member holding the role (target_id = role id)
-    USER = "user"  # one member (target_id = user id)
+UNFINISHED: Final = (JobStatus.QUEUED, JobStatus.RUNNING)
+"""A job in one of these states is still the queue's: waiting or running."""
 
 
 def _str_enum(enum_class: type[enum.StrEnum]) -> Enum:
@@ -222,8 +222,8 @@ class Image(Base):
         return f"<Image {self.job_id}#{self.index} {self.width}x{self.height}>"
 
 
-class GuildSettings(Base):
-    """What a server's admins set: banned words, allowed channels, who may press buttons."""
+class GuildRules(Base):
+    """A server's rules, set by its admins with /config: banned words, channels, who may press buttons."""
 
     __tablename__ = "guild_settings"
 
@@ -272,8 +272,8 @@ class UsageEntry(Base):
     jobs: Mapped[int] = mapped_column(Integer, default=1)
 
 
-class UserSettings(Base):
-    """A member's own choices: remix mode, default prompt parameters, preferred model alias."""
+class UserPreferences(Base):
+    """A member's preferences, set with /settings: remix mode, default prompt parameters, model alias."""
 
     __tablename__ = "user_settings"
 
@@ -282,5 +282,5 @@ class UserSettings(Base):
     defaults: Mapped[dict[str, str]] = mapped_column(JSON_VALUE, default=dict)
     """Parameter defaults for `bot.prompt.parse`, e.g. {"ar": "16:9", "s": "250"}."""
     model: Mapped[str | None] = mapped_column(String(100))
-    """A model alias from settings (`--v`/`--niji` name); NULL = the server default."""
+    """A model alias from the config (`--v`/`--niji` name); NULL = the server default."""
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

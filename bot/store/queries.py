@@ -1,31 +1,22 @@
-"""The queries the bot needs, each a small async function over a session the caller owns.
+"""The store's one API: each query or change is a small async function over a session the caller owns.
 
 Functions flush but never commit: `Database.session()` commits the whole unit of work at the end.
-Job status moves queued → running → succeeded | failed | cancelled (running → queued on recovery);
-any other change raises `JobStateError`.
+A job's status changes only through the `mark_*`/`requeue_job`/`recover_unfinished` functions here,
+which check the move (queued → running → succeeded | failed | cancelled; running → queued only on
+recovery) and raise `JobStateError` otherwise.
 """
 
 from __future__ import annotations
 
-from bot.store._admin import (
-    UNSET,
-    Usage,
-    delete_quota_rule,
-    get_guild_settings,
-    get_user_settings,
-    guild_usage_since,
-    quota_rules,
-    set_quota_rule,
-    upsert_guild_settings,
-    upsert_user_settings,
-    usage_since,
-)
 from bot.store._jobs import (
-    UNFINISHED,
+    MAX_ATTEMPTS,
     ImageRecord,
     Recovery,
+    active_jobs,
+    count_active,
     create_job,
     get_job,
+    image_path,
     mark_cancelled,
     mark_failed,
     mark_running,
@@ -36,19 +27,27 @@ from bot.store._jobs import (
     set_message_id,
     unfinished_jobs,
 )
+from bot.store._preferences import (
+    get_guild_rules,
+    get_user_preferences,
+    update_guild_rules,
+    update_user_preferences,
+)
+from bot.store._usage import UNSET, delete_quota_rule, quota_rules, set_quota_rule, usage_since
 
 __all__ = [
-    "UNFINISHED",
+    "MAX_ATTEMPTS",
     "UNSET",
     "ImageRecord",
     "Recovery",
-    "Usage",
+    "active_jobs",
+    "count_active",
     "create_job",
     "delete_quota_rule",
-    "get_guild_settings",
+    "get_guild_rules",
     "get_job",
-    "get_user_settings",
-    "guild_usage_since",
+    "get_user_preferences",
+    "image_path",
     "mark_cancelled",
     "mark_failed",
     "mark_running",
@@ -60,7 +59,7 @@ __all__ = [
     "set_message_id",
     "set_quota_rule",
     "unfinished_jobs",
-    "upsert_guild_settings",
-    "upsert_user_settings",
+    "update_guild_rules",
+    "update_user_preferences",
     "usage_since",
 ]

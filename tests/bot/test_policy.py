@@ -11,7 +11,7 @@ from bot.policy import (
     NotJobOwner,
     QuotaExceeded,
     QuotaRuleSpec,
-    RuleScope,
+    QuotaScope,
     TooManyJobs,
     Usage,
     check_banned_words,
@@ -39,10 +39,10 @@ def test_no_rules_means_unlimited_with_settings_defaults() -> None:
 
 def test_user_rule_beats_role_and_guild() -> None:
     rules = [
-        QuotaRuleSpec(RuleScope.GUILD, None, jobs_per_day=5),
-        QuotaRuleSpec(RuleScope.ROLE, 100, jobs_per_day=50),
-        QuotaRuleSpec(RuleScope.USER, 7, jobs_per_day=2, max_waiting=1),
-        QuotaRuleSpec(RuleScope.USER, 8, jobs_per_day=999),
+        QuotaRuleSpec(QuotaScope.GUILD, None, jobs_per_day=5),
+        QuotaRuleSpec(QuotaScope.ROLE, 100, jobs_per_day=50),
+        QuotaRuleSpec(QuotaScope.USER, 7, jobs_per_day=2, max_waiting=1),
+        QuotaRuleSpec(QuotaScope.USER, 8, jobs_per_day=999),
     ]
     limits = limits_for(rules, roles=(100,))
     assert (limits.jobs_per_day, limits.max_waiting, limits.max_running, limits.source) == (2, 1, 3, "user")
@@ -50,10 +50,10 @@ def test_user_rule_beats_role_and_guild() -> None:
 
 def test_role_beats_guild_and_several_roles_take_the_most_generous() -> None:
     rules = [
-        QuotaRuleSpec(RuleScope.GUILD, None, jobs_per_day=100, gpu_minutes_per_day=100),
-        QuotaRuleSpec(RuleScope.ROLE, 1, jobs_per_day=5, gpu_minutes_per_day=30, max_running=1),
-        QuotaRuleSpec(RuleScope.ROLE, 2, jobs_per_day=20, gpu_minutes_per_day=10, max_waiting=2),
-        QuotaRuleSpec(RuleScope.ROLE, 3, jobs_per_day=1000),  # the user lacks this role
+        QuotaRuleSpec(QuotaScope.GUILD, None, jobs_per_day=100, gpu_minutes_per_day=100),
+        QuotaRuleSpec(QuotaScope.ROLE, 1, jobs_per_day=5, gpu_minutes_per_day=30, max_running=1),
+        QuotaRuleSpec(QuotaScope.ROLE, 2, jobs_per_day=20, gpu_minutes_per_day=10, max_waiting=2),
+        QuotaRuleSpec(QuotaScope.ROLE, 3, jobs_per_day=1000),  # the user lacks this role
     ]
     limits = limits_for(rules, roles=(1, 2))
     assert limits.jobs_per_day == 20
@@ -63,16 +63,16 @@ def test_role_beats_guild_and_several_roles_take_the_most_generous() -> None:
 
 def test_an_unlimited_role_is_most_generous() -> None:
     rules = [
-        QuotaRuleSpec(RuleScope.ROLE, 1, jobs_per_day=5),
-        QuotaRuleSpec(RuleScope.ROLE, 2, jobs_per_day=None),
+        QuotaRuleSpec(QuotaScope.ROLE, 1, jobs_per_day=5),
+        QuotaRuleSpec(QuotaScope.ROLE, 2, jobs_per_day=None),
     ]
     assert limits_for(rules, roles=(1, 2)).jobs_per_day is None
 
 
 def test_guild_default_applies_without_user_or_role_rule() -> None:
     rules = [
-        QuotaRuleSpec(RuleScope.GUILD, None, jobs_per_day=3),
-        QuotaRuleSpec(RuleScope.ROLE, 9, jobs_per_day=1),
+        QuotaRuleSpec(QuotaScope.GUILD, None, jobs_per_day=3),
+        QuotaRuleSpec(QuotaScope.ROLE, 9, jobs_per_day=1),
     ]
     limits = limits_for(rules, roles=(4,))
     assert (limits.jobs_per_day, limits.source) == (3, "guild")

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import StatementError
 
-from bot.store import Database, DatabaseUnavailable, GuildSettings, Job, JobKind, JobStatus, StoreError
+from bot.store import Database, DatabaseUnavailable, GuildRules, Job, JobKind, JobStatus, StoreError
 from bot.store import queries as q
 from bot.store.db import normalize_url
 
@@ -147,14 +147,14 @@ async def test_json_columns_and_snowflakes_round_trip(db: Database) -> None:
             params=params,
             seed=2**32 - 1,
         )
-        await q.upsert_guild_settings(
+        await q.update_guild_rules(
             session, SNOWFLAKE, banned_words=["gore", "ünïcode"], allowed_channel_ids=[SNOWFLAKE]
         )
         job_id = job.id
 
     async with db.session() as session:
         loaded = await q.get_job(session, job_id)
-        guild = await session.get(GuildSettings, SNOWFLAKE)
+        guild = await session.get(GuildRules, SNOWFLAKE)
 
     assert loaded is not None
     assert guild is not None

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
+from bot.policy import QuotaScope
 from bot.store import (
     Database,
     Image,
@@ -16,7 +17,6 @@ from bot.store import (
     JobNotFound,
     JobStateError,
     JobStatus,
-    QuotaScope,
     UsageEntry,
 )
 from bot.store import queries as q
@@ -240,12 +240,11 @@ async def test_usage_sums_the_ledger_inside_the_window(db: Database) -> None:
     async with db.session() as session:
         everywhere = await q.usage_since(session, 1, since)
         in_guild = await q.usage_since(session, 1, since, guild_id=10)
-        guild = await q.guild_usage_since(session, 10, since)
         nobody = await q.usage_since(session, 3, since)
 
     assert (everywhere.jobs, everywhere.gpu_seconds) == (2, 10.0)
     assert (in_guild.jobs, in_guild.gpu_seconds) == (1, 4.0)
-    assert (guild.jobs, guild.gpu_seconds, guild.gpu_minutes) == (2, 12.0, 0.2)
+    assert in_guild.gpu_minutes == pytest.approx(4.0 / 60)
     assert (nobody.jobs, nobody.gpu_seconds) == (0, 0.0)
 
 
@@ -287,16 +286,16 @@ async def test_quota_rule_target_must_match_scope(db: Database) -> None:
             await q.set_quota_rule(session, 10, QuotaScope.USER)
 
 
-async def test_guild_settings_default_then_upsert_field_by_field(db: Database) -> None:
+async def test_guild_rules_default_then_update_field_by_field(db: Database) -> None:
     async with db.session() as session:
-        default = await q.get_guild_settings(session, 10)
+        default = await q.get_guild_rules(session, 10)
     async with db.session() as session:
-        await q.upsert_guild_settings(session, 10, banned_words=["gore"])
+        await q.update_guild_rules(session, 10, banned_words=["gore"])
     async with db.session() as session:
-        await q.upsert_guild_settings(session, 10, buttons_owner_only=True, allowed_channel_ids=[100, 101])
+        await q.update_guild_rules(session, 10, buttons_owner_only=True, allowed_channel_ids=[100, 101])
     async with db.session() as session:
-        stored = await q.get_guild_settings(session, 10)
-        other = await q.get_guild_settings(session, 11)
+        stored = await q.get_guild_rules(session, 10)
+        other = await q.get_guild_rules(session, 11)
 
     assert (default.banned_words, default.allowed_channel_ids, default.buttons_owner_only) == ([], [], False)
     assert (stored.banned_words, stored.allowed_channel_ids, stored.buttons_owner_only) == (
@@ -307,19 +306,19 @@ async def test_guild_settings_default_then_upsert_field_by_field(db: Database) -
     assert other.banned_words == []
 
 
-async def test_user_settings_upsert_and_clear_the_model(db: Database) -> None:
+async def test_user_preferences_update_and_clear_the_model(db: Database) -> None:
     async with db.session() as session:
-        await q.upsert_user_settings(session, 7, remix=True, defaults={"ar": "16:9"}, model="niji")
+        await q.update_user_preferences(session, 7, remix=True, defaults={"ar": "16:9"}, model="niji")
     async with db.session() as session:
-        await q.upsert_user_settings(session, 7, defaults={"ar": "16:9", "s": "250"})
+        await q.update_user_preferences(session, 7, defaults={"ar": "16:9", "s": "250"})
     async with db.session() as session:
-        kept = await q.get_user_settings(session, 7)
+        kept = await q.get_user_preferences(session, 7)
         kept_view = (kept.remix, kept.defaults, kept.model)
     async with db.session() as session:
-        await q.upsert_user_settings(session, 7, model=None)
+        await q.update_user_preferences(session, 7, model=None)
     async with db.session() as session:
-        cleared = await q.get_user_settings(session, 7)
-        fresh = await q.get_user_settings(session, 8)
+        cleared = await q.get_user_preferences(session, 7)
+        fresh = await q.get_user_preferences(session, 8)
 
     assert kept_view == (True, {"ar": "16:9", "s": "250"}, "niji")
     assert (cleared.remix, cleared.model) == (True, None)
