@@ -24,7 +24,7 @@ import time
 import discord
 from discord.ext import commands
 
-from tests.fakediscord import FakeConfig, FakeDiscord, run_bot
+from fakediscord import FakeConfig, FakeDiscord, run_bot
 
 PAYLOAD = bytes(range(256)) * 256  # 64 KiB
 

@@ -1,5 +1,5 @@
 """Fixtures for the fake's own self-tests (the same ones tests/bot/conftest.py offers)."""
 
-from tests.fakediscord.fixtures import fake_discord, fake_discord_config
+from fakediscord.fixtures import fake_discord, fake_discord_config
 
 __all__ = ["fake_discord", "fake_discord_config"]

@@ -16,10 +16,10 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
-from tests.fakediscord.harness import run_bot
-from tests.fakediscord.payloads import MANAGE_GUILD
-from tests.fakediscord.server import FakeConfig, FakeDiscord, FakeDiscordError
-from tests.fakediscord.state import FakeState
+from fakediscord.harness import run_bot
+from fakediscord.payloads import MANAGE_GUILD
+from fakediscord.server import FakeConfig, FakeDiscord, FakeDiscordError
+from fakediscord.state import FakeState
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
 ROOT = Path(__file__).resolve().parents[2]
@@ -476,7 +476,7 @@ asyncio.run(main())
 async def test_sitecustomize_redirects_a_killed_subprocess(fake_discord: FakeDiscord) -> None:
     env = {
         **os.environ,
-        "PYTHONPATH": str(ROOT / "tests/fakediscord/sitecustomize"),
+        "PYTHONPATH": str(ROOT / "fakediscord/sitecustomize"),
         "FAKE_DISCORD_URL": fake_discord.url,
     }
     for run in (1, 2):

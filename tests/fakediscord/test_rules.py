@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.fakediscord.rules import check_message, check_modal, form_error
+from fakediscord.rules import check_message, check_modal, form_error
 
 
 def button(custom_id: str, **extra: Any) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Point discord.py at a loopback fake Discord in a subprocess (e.g. `imaginebot run` in a test).
 
-Used as `PYTHONPATH=tests/fakediscord/sitecustomize FAKE_DISCORD_URL=http://127.0.0.1:PORT imaginebot run`:
+Used as `PYTHONPATH=fakediscord/sitecustomize FAKE_DISCORD_URL=http://127.0.0.1:PORT imaginebot run`:
 Python imports `sitecustomize` at start-up; with `FAKE_DISCORD_URL` set, the two redirects are applied
 as soon as `discord` is importable. Without the variable this module does nothing.
 """

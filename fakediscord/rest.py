@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from tests.fakediscord.payloads import JSON, FakeChannel, FakeGuild, iso_now, new_snowflake
-from tests.fakediscord.rules import Problem, check_message, error_body, form_error
-from tests.fakediscord.state import (
+from fakediscord.payloads import JSON, FakeChannel, FakeGuild, iso_now, new_snowflake
+from fakediscord.rules import Problem, check_message, error_body, form_error
+from fakediscord.state import (
     EPHEMERAL,
     LOADING,
     Attachment,
@@ -31,7 +31,7 @@ from tests.fakediscord.state import (
 )
 
 if TYPE_CHECKING:
-    from tests.fakediscord.server import FakeDiscord
+    from fakediscord.server import FakeDiscord
 
 __all__ = ["Body", "Failure", "RestApi"]
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from tests.fakediscord.payloads import JSON
+from fakediscord.payloads import JSON
 
 __all__ = ["Problem", "check_message", "check_modal", "error_body", "form_error"]
 

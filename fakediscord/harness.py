@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,7 @@ import discord.http
 import yarl
 from discord import app_commands
 
-from tests.fakediscord.server import FakeDiscord
+from fakediscord.server import FakeDiscord
 
 __all__ = ["HandlerError", "RunningBot", "redirect_discord", "run_bot"]
 
@@ -84,9 +84,10 @@ class _ErrorLog(logging.Handler):
 
 
 @contextlib.contextmanager
-def _collect_errors(running: RunningBot) -> Iterator[None]:
+def _collect_errors(running: RunningBot, loggers: Sequence[str]) -> Iterator[None]:
     """Wrap the library's default error handlers at class level (instances can't be patched before
-    discord.py creates them); a handler a bot overrides itself counts as handling the error."""
+    discord.py creates them); a handler a bot overrides itself counts as handling the error. A
+    traceback logged at ERROR on one of `loggers` counts too."""
     originals: list[tuple[type, Any]] = []
 
     def wrap(cls: type, where: str, error_index: int) -> None:
@@ -108,12 +109,13 @@ def _collect_errors(running: RunningBot) -> Iterator[None]:
     wrap(discord.ui.view.BaseView, "View.on_error", 1)
     wrap(discord.ui.Modal, "Modal.on_error", 1)
     log_handler = _ErrorLog(running)
-    logger = logging.getLogger("discord")
-    logger.addHandler(log_handler)
+    for name in loggers:
+        logging.getLogger(name).addHandler(log_handler)
     try:
         yield
     finally:
-        logger.removeHandler(log_handler)
+        for name in loggers:
+            logging.getLogger(name).removeHandler(log_handler)
         for cls, original in originals:
             cls.on_error = original  # type: ignore[attr-defined]
 
@@ -128,12 +130,14 @@ async def run_bot(
     require_sync: bool = True,
     fast_ready: bool = True,
     allow_unknown_routes: bool = False,
+    error_loggers: Sequence[str] = ("discord",),
 ) -> AsyncIterator[RunningBot]:
     """Start `bot` against `fake` (reconnect=False), wait for READY and its command sync, yield, then
     close it and fail the test if any handler exception happened.
 
     `fast_ready` shortens discord.py's wait for more GUILD_CREATEs after READY (2 s by default).
     A REST call to a route the fake does not know also fails the test unless `allow_unknown_routes`.
+    `error_loggers` names the loggers whose tracebacks at ERROR fail the test (add the bot's own).
     """
     running = RunningBot(bot, fake)
     if fast_ready:
@@ -141,7 +145,7 @@ async def run_bot(
     syncs_before = len(fake.state.command_syncs)
     unknown_before = len(fake.state.unknown_routes)
     crashes_before = len(fake.state.internal_errors)
-    with redirect_discord(fake), _collect_errors(running):
+    with redirect_discord(fake), _collect_errors(running, error_loggers):
         task = asyncio.create_task(bot.start(token, reconnect=False), name="fakediscord-bot")
         try:
             await _wait_started(bot, task, timeout)
@@ -161,9 +165,7 @@ async def run_bot(
                 task.cancel()
     crashes = fake.state.internal_errors[crashes_before:]
     if crashes:
-        raise AssertionError(
-            "the fake Discord itself failed (a bug in tests/fakediscord): " + "; ".join(crashes)
-        )
+        raise AssertionError("the fake Discord itself failed (a bug in fakediscord): " + "; ".join(crashes))
     unknown = fake.state.unknown_routes[unknown_before:]
     if unknown and not allow_unknown_routes:
         routes = ", ".join(f"{r.method} {r.path}" for r in unknown)

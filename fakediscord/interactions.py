@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from tests.fakediscord.payloads import JSON
-from tests.fakediscord.rest import Body, HttpError, not_found
-from tests.fakediscord.rules import check_modal, error_body
-from tests.fakediscord.state import EPHEMERAL, LOADING, CallbackRecord, InteractionRecord, MessageRecord
+from fakediscord.payloads import JSON
+from fakediscord.rest import Body, HttpError, not_found
+from fakediscord.rules import check_modal, error_body
+from fakediscord.state import EPHEMERAL, LOADING, CallbackRecord, InteractionRecord, MessageRecord
 
 if TYPE_CHECKING:
-    from tests.fakediscord.server import FakeDiscord
+    from fakediscord.server import FakeDiscord
 
 __all__ = ["InteractionRoutes"]
 

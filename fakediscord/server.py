@@ -14,16 +14,16 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakediscord import commands as cmd
-from tests.fakediscord.gateway import GatewaySession, handle_gateway
-from tests.fakediscord.interactions import (
+from fakediscord import commands as cmd
+from fakediscord.gateway import GatewaySession, handle_gateway
+from fakediscord.interactions import (
     APPLICATION_COMMAND,
     AUTOCOMPLETE,
     COMPONENT,
     MODAL_SUBMIT,
     InteractionRoutes,
 )
-from tests.fakediscord.payloads import (
+from fakediscord.payloads import (
     JSON,
     FakeChannel,
     FakeGuild,
@@ -33,9 +33,9 @@ from tests.fakediscord.payloads import (
     default_guild,
     new_snowflake,
 )
-from tests.fakediscord.rest import Failure, RestApi
-from tests.fakediscord.rules import error_body
-from tests.fakediscord.state import FakeState, InteractionRecord, MessageRecord
+from fakediscord.rest import Failure, RestApi
+from fakediscord.rules import error_body
+from fakediscord.state import FakeState, InteractionRecord, MessageRecord
 
 __all__ = ["FakeConfig", "FakeDiscord", "FakeDiscordError"]
 

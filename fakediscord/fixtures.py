@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.fakediscord.harness import redirect_discord
-from tests.fakediscord.server import FakeConfig, FakeDiscord
+from fakediscord.harness import redirect_discord
+from fakediscord.server import FakeConfig, FakeDiscord
 
 __all__ = ["fake_discord", "fake_discord_config"]
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.fakediscord.payloads import JSON, FakeUser, iso_now
+from fakediscord.payloads import JSON, FakeUser, iso_now
 
 __all__ = [
     "EPHEMERAL",

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from tests.fakediscord.payloads import JSON, FakeMember
+from fakediscord.payloads import JSON, FakeMember
 
 if TYPE_CHECKING:
-    from tests.fakediscord.server import FakeDiscord
+    from fakediscord.server import FakeDiscord
 
 __all__ = ["GatewaySession", "handle_gateway"]
 

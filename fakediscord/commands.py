@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tests.fakediscord.payloads import JSON, FakeChannel, FakeGuild, FakeMember, FakeRole, FakeUser
+from fakediscord.payloads import JSON, FakeChannel, FakeGuild, FakeMember, FakeRole, FakeUser
 
 if TYPE_CHECKING:
-    from tests.fakediscord.server import FakeDiscord
-    from tests.fakediscord.state import MessageRecord
+    from fakediscord.server import FakeDiscord
+    from fakediscord.state import MessageRecord
 
 __all__ = ["build_command_data", "find_component", "modal_submission", "plain_submission"]
 
@@ -20,7 +20,7 @@ ADMINISTRATOR = 0x8
 
 
 def _error(message: str) -> Exception:
-    from tests.fakediscord.server import FakeDiscordError
+    from fakediscord.server import FakeDiscordError
 
     return FakeDiscordError(message)
 
