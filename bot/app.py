@@ -1,8 +1,4 @@
-"""`imaginebot run`: the composition root.
-
-settings → database (migrations applied) → engine backend (loaded in a thread) → queue → job
-service → bot. Everything is built here, once, and passed down; nothing is created at import.
-"""
+"""`imaginebot run`: the services, the Discord bot on them, and a clean stop on SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
@@ -15,14 +11,11 @@ import sys
 import discord
 
 from bot.client import INTENTS, ImagineBot
-from bot.jobs import JobService
-from bot.settings import Settings
-from bot.store.db import Database
+from bot.config import Config
+from bot.services import open_services
 from bot.store.errors import StoreError
-from bot.store.migrate import upgrade
 from engine.backend import Backend
 from engine.errors import EngineError
-from engine.queue import LocalQueue
 
 __all__ = ["EXIT_FAILURE", "EXIT_USAGE", "NO_TOKEN_MESSAGE", "main", "run"]
 
@@ -41,61 +34,24 @@ NO_TOKEN_MESSAGE = (
 )
 
 
-def load_engine(settings: Settings) -> Backend:
-    """Load the configured model (slow, synchronous: call it in a thread)."""
-    from engine.backends import load_backend
-
-    return load_backend(
-        settings.model,
-        device=settings.device,
-        aliases=settings.model_aliases,
-        diffusion_upscale=settings.diffusion_upscale,
-    )
-
-
-def _configure_logging(settings: Settings) -> None:
+def _configure_logging(config: Config) -> None:
     logging.basicConfig(
-        level=settings.log_level,
+        level=config.log_level,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     # discord.py's HTTP debug lines would include request details; keep it at INFO or above.
-    logging.getLogger("discord.http").setLevel(max(logging.INFO, logging.getLevelName(settings.log_level)))
+    logging.getLogger("discord.http").setLevel(max(logging.INFO, logging.getLevelName(config.log_level)))
 
 
-async def run(settings: Settings, *, backend: Backend | None = None) -> int:
+async def run(config: Config, token: str, *, backend: Backend | None = None) -> None:
     """Build everything, run the bot until it is closed or signalled, close everything."""
-    token = settings.discord_token
-    if token is None:
-        print(f"imaginebot: {NO_TOKEN_MESSAGE}", file=sys.stderr)
-        return EXIT_USAGE
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    await upgrade(settings.database_url)
-    db = await Database.connect(settings.database_url)
-    try:
-        if backend is None:
-            log.info("loading model %s …", settings.model)
-            backend = await asyncio.to_thread(load_engine, settings)
-        queue = LocalQueue(
-            [backend],
-            max_running_per_owner=settings.max_running_per_owner,
-            max_waiting_per_owner=settings.max_waiting_per_owner,
-        )
-        await queue.start()
-        jobs = JobService(db=db, queue=queue, settings=settings)
-        try:
-            async with ImagineBot(settings=settings, db=db, queue=queue, jobs=jobs, intents=INTENTS) as bot:
-                _close_on_signals(bot)
-                await bot.start(token)
-        finally:
-            # Jobs still waiting or running stay `queued`/`running` in the database: the next
-            # start resumes them.
-            await queue.close(grace_s=SHUTDOWN_GRACE_S)
-            await jobs.close()
-            await asyncio.to_thread(backend.close)
-    finally:
-        await db.close()
-    return 0
+    async with (
+        open_services(config, backend=backend, grace_s=SHUTDOWN_GRACE_S) as services,
+        ImagineBot(services, intents=INTENTS) as bot,
+    ):
+        _close_on_signals(bot)
+        await bot.start(token)
 
 
 def _close_on_signals(bot: ImagineBot) -> None:
@@ -118,20 +74,20 @@ def _close_on_signals(bot: ImagineBot) -> None:
 async def _shutdown(bot: ImagineBot) -> None:
     # The queue first, while Discord is still connected: jobs that finish in the grace period are
     # posted; the rest are interrupted and stay unfinished in the database for the next start.
-    await bot.queue.close(grace_s=SHUTDOWN_GRACE_S)
+    await bot.jobs.queue.close(grace_s=SHUTDOWN_GRACE_S)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(bot.jobs.wait_idle(), timeout=10.0)
     await bot.close()
 
 
-def main(settings: Settings) -> int:
+def main(config: Config) -> int:
     """Entry point of `imaginebot run`; one sentence and a non-zero exit on a setup problem."""
-    if settings.discord_token is None:
+    if config.discord_token is None:
         print(f"imaginebot: {NO_TOKEN_MESSAGE}", file=sys.stderr)
         return EXIT_USAGE
-    _configure_logging(settings)
+    _configure_logging(config)
     try:
-        return asyncio.run(run(settings))
+        asyncio.run(run(config, config.discord_token))
     except (StoreError, EngineError) as exc:
         print(f"imaginebot: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -139,4 +95,5 @@ def main(settings: Settings) -> int:
         print(f"imaginebot: Discord rejected DISCORD_TOKEN. {NO_TOKEN_MESSAGE}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return 0
+        pass
+    return 0

@@ -1,14 +1,18 @@
 """`imaginebot imagine "<prompt>" -o grid.png`: one local generation, no Discord.
 
-The prompt goes through the same parser, queue and engine as the bot, and the files get the same
-recipe. One request writes `grid.png` and its images `grid-1.png` … `grid-4.png` beside it. A
-prompt that expands (`--repeat 3`, `{red, blue} fox`) writes one grid per request: `grid-1.png`
-with `grid-1-1.png` … `grid-1-4.png`, then `grid-2.png`, and so on, in the order the parser gives.
+The prompt goes through the same services as the bot (`bot.services`): the job service checks,
+stores and queues it as the operator's job, the queue runs it, and a terminal presenter draws the
+progress and links the finished files to where `-o` says. One request writes `grid.png` and its
+images `grid-1.png` … `grid-4.png` beside it. A prompt that expands (`--repeat 3`, `{red, blue} fox`)
+writes one grid per request: `grid-1.png` with `grid-1-1.png` … `grid-1-4.png`, then `grid-2.png`,
+and so on, in the order the parser gives. The job's own copies stay in the data dir, as history.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import sys
 import warnings
 from collections.abc import Sequence
@@ -16,15 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from bot.config import Config
+from bot.jobs import OPERATOR, JobCard, JobService, JobTicket
 from bot.prompt import PromptError, PromptLimits, parse
-from bot.requests import choose_seed, to_generation_request
-from bot.settings import Settings
-from engine.backend import Backend
-from engine.backends import load_backend
-from engine.errors import EngineError, ModelLoadError
-from engine.images import SavedImages, save_job_images
-from engine.queue import JobHandle, JobProgress, JobQueue, JobQueued, JobStarted, LocalQueue
-from engine.types import GenerationRequest, GenerationResult, Progress
+from bot.services import open_services
+from bot.store.errors import StoreError
+from engine.errors import EngineError
+from engine.images import SavedImages
+from engine.types import Progress
 
 __all__ = [
     "EXIT_FAILED",
@@ -34,22 +37,18 @@ __all__ = [
     "OutputError",
     "OutputPlan",
     "ProgressBar",
-    "follow",
-    "generation_requests",
+    "TerminalPresenter",
     "imagine",
     "main",
     "plan_outputs",
     "quiet_libraries",
-    "run_job",
+    "run_prompt",
 ]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-
-OWNER = "cli"
-"""The queue owner for local runs: one person, so fairness between owners does not come into it."""
 
 _BAR_WIDTH = 28
 
@@ -89,12 +88,13 @@ def _make_folder(directory: Path) -> None:
 class ProgressBar:
     """A one-line bar redrawn in place on a terminal stream: `[2/3] grid-2 [#####.....] 12/20`."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, *, quiet: bool = False) -> None:
         self._stream = stream
+        self._quiet = quiet
         self._last = ""
 
     def show(self, text: str) -> None:
-        if text == self._last:
+        if self._quiet or text == self._last:
             return
         # Pad over the previous line so a shorter one leaves no tail behind.
         self._stream.write("\r" + text.ljust(len(self._last)))
@@ -113,43 +113,101 @@ class ProgressBar:
             self._last = ""
 
 
-class _Silent(ProgressBar):
-    def show(self, text: str) -> None:
-        pass
-
-    def done(self) -> None:
-        pass
-
-
-def generation_requests(text: str, settings: Settings) -> list[GenerationRequest]:
-    """Parse `text` with the bot's limits; a request without `--seed` gets a random one."""
-    requests = parse(text, limits=PromptLimits.from_settings(settings))
-    return [to_generation_request(request, seed=choose_seed(request)) for request in requests]
+@dataclass(frozen=True, slots=True)
+class _Output:
+    plan: OutputPlan
+    label: str
+    seeds: tuple[int, ...]
 
 
-async def follow(handle: JobHandle, bar: ProgressBar, label: str) -> GenerationResult:
-    """Draw one job's progress until it ends; return its result or raise its `EngineError`."""
-    async for event in handle.events():
-        if isinstance(event, JobQueued):
-            bar.show(f"{label} waiting ({event.position} ahead)")
-        elif isinstance(event, JobStarted):
-            bar.show(f"{label} starting")
-        elif isinstance(event, JobProgress):
-            bar.progress(label, event.progress)
-    return await handle.result()
+class TerminalPresenter:
+    """Shows the operator's jobs on a terminal and puts their files where `-o` says."""
+
+    progress_interval_s = 0.0
+
+    def __init__(self, bar: ProgressBar, out: TextIO, err: TextIO) -> None:
+        self.bar = bar
+        self.out = out
+        self.err = err
+        self.failed = False
+        self._outputs: dict[str, _Output] = {}
+
+    def expect(self, ticket: JobTicket, plan: OutputPlan, label: str) -> None:
+        """Show `ticket`'s job under `label` and write its files by `plan`."""
+        self._outputs[ticket.card.job_id] = _Output(plan, label, ticket.handle.request.seeds)
+
+    async def show_waiting(self, card: JobCard) -> int | None:
+        self.bar.show(f"{self._outputs[card.job_id].label} waiting")
+        return None
+
+    async def show_progress(self, card: JobCard, progress: Progress) -> None:
+        self.bar.progress(self._outputs[card.job_id].label, progress)
+
+    async def show_result(self, card: JobCard, saved: SavedImages) -> int | None:
+        self.bar.done()
+        output = self._outputs[card.job_id]
+        try:
+            written = await asyncio.to_thread(_place, saved, output.plan)
+        except OSError as exc:
+            print(
+                f"imaginebot: could not write {output.plan.stem}.png: {exc.strerror or exc}.", file=self.err
+            )
+            self.failed = True
+            return None
+        grid, images = written
+        if grid is not None:
+            print(f"grid (seed {output.seeds[0]}): {grid}", file=self.out)
+        for number, (path, seed) in enumerate(zip(images, output.seeds, strict=False), start=1):
+            print(f"image {number} (seed {seed}): {path}", file=self.out)
+        return None
+
+    async def show_failure(self, card: JobCard, reason: str) -> None:
+        self.bar.done()
+        print(f"imaginebot: {self._outputs[card.job_id].plan.stem}: {reason}", file=self.err)
+        self.failed = True
 
 
-async def run_job(
-    queue: JobQueue, request: GenerationRequest, plan: OutputPlan, *, bar: ProgressBar | None = None
-) -> SavedImages:
-    """Submit one request, wait for it, and write its files: the path the CLI and the benchmark time."""
-    handle = await queue.submit(OWNER, request)
-    result = await (follow(handle, bar, plan.stem) if bar is not None else handle.result())
-    return await save_job_images(result, request, plan.directory, plan.stem, attachment_limit_bytes=None)
+def _place(saved: SavedImages, plan: OutputPlan) -> tuple[Path | None, list[Path]]:
+    """Link (or copy, across file systems) a job's files to the plan's names: no second encode."""
+
+    def put(source: Path, target: Path) -> Path:
+        target.unlink(missing_ok=True)
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+        return target
+
+    if saved.grid is None:  # a single image: it is the output
+        return None, [put(saved.images[0], plan.directory / f"{plan.stem}.png")]
+    grid = put(saved.grid, plan.directory / f"{plan.stem}.png")
+    images = [put(path, plan.directory / f"{plan.stem}-{n}.png") for n, path in enumerate(saved.images, 1)]
+    return grid, images
+
+
+async def run_prompt(
+    jobs: JobService, prompt: str, plans: Sequence[OutputPlan], presenter: TerminalPresenter
+) -> None:
+    """Submit every request of `prompt` as the operator's jobs and wait until each is written or failed.
+
+    `jobs` must have been started with `presenter` (`await jobs.start(presenter, recover=False)`).
+    """
+    tickets = await jobs.imagine(OPERATOR, prompt)
+    for number, (ticket, plan) in enumerate(zip(tickets, plans, strict=True), start=1):
+        label = f"[{number}/{len(plans)}] {plan.stem}" if len(plans) > 1 else plan.stem
+        presenter.expect(ticket, plan, label)
+        ticket.show_in(None)
+    try:
+        await jobs.wait_idle()
+    except asyncio.CancelledError:  # Ctrl-C: the jobs end as cancelled, never left for the bot to resume
+        for ticket in tickets:
+            await ticket.handle.cancel()
+        await jobs.wait_idle()
+        raise
 
 
 async def imagine(
-    settings: Settings,
+    config: Config,
     prompt: str,
     output: Path,
     *,
@@ -161,92 +219,26 @@ async def imagine(
     out, err = stdout or sys.stdout, stderr or sys.stderr
     # 1. Check everything the user typed before loading a model, which can take minutes.
     try:
-        requests = generation_requests(prompt, settings)
-        plans = plan_outputs(output, len(requests))
+        plans = plan_outputs(output, len(parse(prompt, limits=PromptLimits.from_config(config))))
         await asyncio.to_thread(_make_folder, output.parent)
     except (PromptError, OutputError) as exc:
         print(f"imaginebot: {exc}", file=err)
         return EXIT_USAGE
-
-    # 2. Load the model off the event loop.
-    bar: ProgressBar = _Silent(err) if quiet else ProgressBar(err)
-    bar.show(f"loading model {settings.model} …")
+    bar = ProgressBar(err, quiet=quiet)
+    bar.show(f"loading model {config.model} …")
     quiet_libraries()
+    # 2. The bot's own services, on this process; 3. the jobs, one grid after another.
+    presenter = TerminalPresenter(bar, out, err)
     try:
-        backend = await asyncio.to_thread(
-            load_backend,
-            settings.model,
-            device=settings.device,
-            aliases=settings.model_aliases,
-            diffusion_upscale=settings.diffusion_upscale,
-        )
-    except ModelLoadError as exc:
+        async with open_services(config, grace_s=0.0) as services:
+            bar.done()
+            await services.jobs.start(presenter, recover=False)  # the bot's jobs are not ours to resume
+            await run_prompt(services.jobs, prompt, plans, presenter)
+    except (EngineError, StoreError) as exc:
         bar.done()
         print(f"imaginebot: {exc}", file=err)
         return EXIT_FAILED
-
-    # 3. Run the requests through the queue, one grid after another, and say where each went.
-    try:
-        return await _run_all(backend, requests, plans, bar=bar, out=out, err=err)
-    finally:
-        await asyncio.to_thread(backend.close)
-
-
-async def _run_all(
-    backend: Backend,
-    requests: Sequence[GenerationRequest],
-    plans: Sequence[OutputPlan],
-    *,
-    bar: ProgressBar,
-    out: TextIO,
-    err: TextIO,
-) -> int:
-    queue = LocalQueue([backend], max_running_per_owner=1, max_waiting_per_owner=len(requests))
-    await queue.start()
-    # Everything is queued at once, so the next grid generates while the last one is being written.
-    handles = [await queue.submit(OWNER, request) for request in requests]
-    saves: list[asyncio.Task[SavedImages] | None] = []
-    failed = False
-    try:
-        for number, (handle, request, plan) in enumerate(zip(handles, requests, plans, strict=True), 1):
-            label = f"[{number}/{len(requests)}] {plan.stem}" if len(requests) > 1 else plan.stem
-            try:
-                result = await follow(handle, bar, label)
-            except EngineError as exc:
-                bar.done()
-                print(f"imaginebot: {plan.stem}: {exc}", file=err)
-                saves.append(None)
-                failed = True
-                continue
-            bar.done()
-            saves.append(
-                asyncio.create_task(
-                    save_job_images(result, request, plan.directory, plan.stem, attachment_limit_bytes=None)
-                )
-            )
-        for task, request, plan in zip(saves, requests, plans, strict=True):
-            if task is None:
-                continue
-            try:
-                _report(await task, request, out)
-            except OSError as exc:
-                print(f"imaginebot: could not write {plan.stem}.png: {exc.strerror or exc}.", file=err)
-                failed = True
-    except asyncio.CancelledError:
-        for handle in handles:
-            await handle.cancel()
-        raise
-    finally:
-        await queue.close()
-    return EXIT_FAILED if failed else EXIT_OK
-
-
-def _report(saved: SavedImages, request: GenerationRequest, out: TextIO) -> None:
-    seeds = request.seeds
-    if saved.grid is not None:
-        print(f"grid (seed {request.seed}): {saved.grid}", file=out)
-    for number, (path, seed) in enumerate(zip(saved.images, seeds, strict=False), start=1):
-        print(f"image {number} (seed {seed}): {path}", file=out)
+    return EXIT_FAILED if presenter.failed else EXIT_OK
 
 
 def quiet_libraries() -> None:
@@ -261,10 +253,10 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def main(settings: Settings, prompt: str, output: Path, *, quiet: bool = False) -> int:
+def main(config: Config, prompt: str, output: Path, *, quiet: bool = False) -> int:
     """Entry point for `imaginebot imagine`; returns the exit code (2 bad input, 1 failed, 130 Ctrl-C)."""
     try:
-        return asyncio.run(imagine(settings, prompt, output, quiet=quiet))
+        return asyncio.run(imagine(config, prompt, output, quiet=quiet))
     except KeyboardInterrupt:
         print("\nimaginebot: interrupted; files already written are complete.", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 import discord
-from PIL import Image
 
 from bot import render
 from bot.jobs import JobCard
+from bot.views import result_view
+from engine.images import SavedImages
+from engine.types import Progress
 
 __all__ = ["DiscordPresenter", "with_retries"]
 
@@ -56,8 +57,16 @@ async def with_retries(
 class DiscordPresenter:
     """Implements `bot.jobs.Presenter` over a discord.py client's REST API."""
 
-    def __init__(self, client: discord.Client, *, retry_delays: tuple[float, ...] = RETRY_DELAYS_S) -> None:
+    def __init__(
+        self,
+        client: discord.Client,
+        *,
+        progress_interval_s: float,
+        retry_delays: tuple[float, ...] = RETRY_DELAYS_S,
+    ) -> None:
+        """`progress_interval_s`: the least time between two progress edits of one message."""
         self.client = client
+        self.progress_interval_s = progress_interval_s
         self.retry_delays = retry_delays
 
     def _channel(self, card: JobCard) -> discord.PartialMessageable:
@@ -95,10 +104,11 @@ class DiscordPresenter:
             log.error("job %s: cannot post its message: %s", card.job_id, exc)
             return None
 
-    async def show_progress(self, card: JobCard, percent: int, preview: Image.Image | None) -> None:
+    async def show_progress(self, card: JobCard, progress: Progress) -> None:
         if card.message_id is None:
             return
-        attachments = [render.preview_file(preview)] if preview is not None else []
+        percent = min(99, int(progress.fraction * 100))  # 100% is the grid itself
+        attachments = [render.preview_file(progress.preview)] if progress.preview is not None else []
         try:
             message = self._channel(card).get_partial_message(card.message_id)
             # One try only: a lost progress edit is replaced by the next one anyway.
@@ -106,14 +116,14 @@ class DiscordPresenter:
         except (discord.HTTPException, TimeoutError, aiohttp.ClientError) as exc:
             log.warning("job %s: progress edit failed: %s", card.job_id, exc)
 
-    async def show_result(self, card: JobCard, attachment: Path) -> int | None:
+    async def show_result(self, card: JobCard, saved: SavedImages) -> int | None:
         try:
             return await self._edit_or_send(
                 card,
                 lambda: {
                     "content": render.result_content(card),
-                    "attachments": [render.attachment_file(attachment)],
-                    "view": _unstored(render.result_view(card)),
+                    "attachments": [render.attachment_file(saved.attachment)],
+                    "view": result_view(card),
                 },
             )
         except (discord.HTTPException, TimeoutError, aiohttp.ClientError) as exc:
@@ -128,10 +138,3 @@ class DiscordPresenter:
             await self._edit_or_send(card, lambda: {"content": content, "attachments": [], "view": None})
         except (discord.HTTPException, TimeoutError, aiohttp.ClientError) as exc:
             log.error("job %s: cannot tell its owner it failed: %s", card.job_id, exc)
-
-
-def _unstored(view: discord.ui.View) -> discord.ui.View:
-    """A stopped view still renders its buttons, but discord.py does not keep it in memory per message;
-    the registered `DynamicItem` classes answer the clicks instead."""
-    view.stop()
-    return view

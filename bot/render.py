@@ -1,4 +1,4 @@
-"""The one place that turns jobs and data into Discord message content, views and files.
+"""The one place that words Discord messages: content for jobs and commands, and their files.
 
 Content follows Midjourney's wording: `**<prompt>** - <@user> (Waiting to start)`, `(37%)`, then the
 result. Mentions are limited to the job's owner so a prompt can never ping `@everyone`.
@@ -10,32 +10,26 @@ import io
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import discord
 from PIL import Image
 
-from bot.jobs import ButtonAction, JobCard, UserInfo, message_url
+from bot.jobs import JobCard, UserInfo, message_url
 from bot.store.models import Job, JobKind, JobStatus
-from bot.views import GridButton, SettingsButton, SettingsSelect
 
 __all__ = [
     "ASPECT_PRESETS",
     "STYLIZE_PRESETS",
-    "JobCard",
+    "attachment_file",
     "cancelled_content",
     "failed_content",
-    "grid_view",
     "history_content",
     "info_content",
-    "message_url",
     "only_mention",
     "preview_file",
     "progress_content",
     "result_content",
-    "result_view",
     "settings_content",
-    "settings_view",
     "waiting_content",
 ]
 
@@ -97,33 +91,6 @@ def preview_file(preview: Image.Image) -> discord.File:
     return discord.File(buffer, filename="preview.png")
 
 
-def grid_view(job_id: str) -> discord.ui.View:
-    """U1–U4, V1–V4 and 🔄 in Midjourney's layout."""
-    view = discord.ui.View(timeout=None)
-    for cell in range(1, 5):
-        view.add_item(GridButton(ButtonAction.UPSCALE, job_id, cell, row=0))
-    view.add_item(GridButton(ButtonAction.REROLL, job_id, 0, row=0))
-    for cell in range(1, 5):
-        view.add_item(GridButton(ButtonAction.VARIATION, job_id, cell, row=1))
-    return view
-
-
-def upscale_view(job_id: str, source_url: str | None) -> discord.ui.View:
-    """Vary (Strong), Vary (Subtle) and a link back to the grid."""
-    view = discord.ui.View(timeout=None)
-    view.add_item(GridButton(ButtonAction.VARY_STRONG, job_id, 1, row=0))
-    view.add_item(GridButton(ButtonAction.VARY_SUBTLE, job_id, 1, row=0))
-    if source_url:
-        view.add_item(discord.ui.Button(label="Web", emoji="🔗", url=source_url, row=0))
-    return view
-
-
-def result_view(card: JobCard) -> discord.ui.View:
-    if card.kind is JobKind.UPSCALE:
-        return upscale_view(card.job_id, card.source_url)
-    return grid_view(card.job_id)
-
-
 # --- commands around it ---------------------------------------------------------------------
 
 
@@ -175,31 +142,6 @@ def settings_content(*, remix: bool, defaults: dict[str, str], model: str | None
     )
 
 
-def settings_view(
-    *, remix: bool, defaults: dict[str, str], model: str | None, model_aliases: Sequence[str]
-) -> discord.ui.View:
-    """Midjourney's /settings panel: toggles and presets as buttons, the model as a select."""
-    view = discord.ui.View(timeout=None)
-    view.add_item(SettingsButton("remix", "off" if remix else "on", label="Remix mode", active=remix, row=0))
-    view.add_item(SettingsButton("reset", "all", label="Reset settings", row=0))
-    for label, value in STYLIZE_PRESETS:
-        view.add_item(
-            SettingsButton("stylize", value, label=label, active=defaults.get("stylize") == value, row=1)
-        )
-    for ratio in ASPECT_PRESETS:
-        view.add_item(SettingsButton("ar", ratio, label=ratio, active=defaults.get("aspect") == ratio, row=2))
-    options = [discord.SelectOption(label="Server default", value="default", default=model is None)]
-    options += [
-        discord.SelectOption(label=alias, value=alias, default=alias == model) for alias in model_aliases[:24]
-    ]
-    view.add_item(SettingsSelect(options, row=3))
-    return view
-
-
 def attachment_file(path: Path) -> discord.File:
     """The image in memory: discord.py leaves files it did not open itself unclosed on some routes."""
     return discord.File(io.BytesIO(path.read_bytes()), filename=path.name)
-
-
-def ephemeral_kwargs() -> dict[str, Any]:
-    return {"ephemeral": True, "allowed_mentions": discord.AllowedMentions.none()}

@@ -12,9 +12,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.store import queries
-from bot.store.models import GuildSettings, QuotaRule, QuotaScope
-from bot.store.queries import UNSET
+from bot.policy import QuotaRuleSpec, QuotaScope
+from bot.store import queries as q
+from bot.store.models import GuildRules
 
 if TYPE_CHECKING:
     from bot.client import ImagineBot
@@ -29,7 +29,7 @@ Target = discord.Member | discord.User | discord.Role
 def _unlimited(value: float | None) -> Any:
     """Omitted = keep the current value; -1 = unlimited (None)."""
     if value is None:
-        return UNSET
+        return q.UNSET
     return None if value < 0 else value
 
 
@@ -41,7 +41,7 @@ def _scope(target: Target | None) -> tuple[QuotaScope, int | None]:
     return QuotaScope.USER, target.id
 
 
-def _rule_line(rule: QuotaRule) -> str:
+def _rule_line(rule: QuotaRuleSpec) -> str:
     who = {
         "guild": "everyone (server default)",
         "role": f"<@&{rule.target_id}>",
@@ -56,10 +56,10 @@ def _rule_line(rule: QuotaRule) -> str:
     return f"{who[rule.scope.value]}: " + ", ".join(parts)
 
 
-def _config_text(settings: GuildSettings) -> str:
-    words = ", ".join(f"`{w}`" for w in settings.banned_words or []) or "none"
-    channels = " ".join(f"<#{c}>" for c in settings.allowed_channel_ids or []) or "every channel"
-    owner_only = "only the job's owner" if settings.buttons_owner_only else "anyone in the channel"
+def _config_text(rules: GuildRules) -> str:
+    words = ", ".join(f"`{w}`" for w in rules.banned_words or []) or "none"
+    channels = " ".join(f"<#{c}>" for c in rules.allowed_channel_ids or []) or "every channel"
+    owner_only = "only the job's owner" if rules.buttons_owner_only else "anyone in the channel"
     return f"**Banned words:** {words}\n**Channels:** {channels}\n**Who may press buttons:** {owner_only}"
 
 
@@ -112,7 +112,7 @@ class AdminCog(commands.Cog):
         if max_running == 0:
             max_running = -1  # zero running jobs would block the member forever; use jobs_per_day 0 for that
         async with self.bot.db.session() as session:
-            rule = await queries.set_quota_rule(
+            rule = await q.set_quota_rule(
                 session,
                 interaction.guild_id,
                 scope,
@@ -134,15 +134,15 @@ class AdminCog(commands.Cog):
         assert interaction.guild_id is not None
         scope, target_id = _scope(target)
         async with self.bot.db.session() as session:
-            removed = await queries.delete_quota_rule(session, interaction.guild_id, scope, target_id)
+            removed = await q.delete_quota_rule(session, interaction.guild_id, scope, target_id)
         text = "Rule removed." if removed else "There was no such rule."
         await interaction.response.send_message(text, ephemeral=True)
 
     @quota.command(name="show", description="List this server's quota rules")
     async def quota_show(self, interaction: discord.Interaction[ImagineBot]) -> None:
         assert interaction.guild_id is not None
-        async with self.bot.db.session() as session:
-            rules = await queries.quota_rules(session, interaction.guild_id)
+        async with self.bot.db.session(read_only=True) as session:
+            rules = await q.quota_rules(session, interaction.guild_id)
             lines = [_rule_line(rule) for rule in rules]
         text = "**Quota rules**\n" + ("\n".join(lines) if lines else "none: everyone is unlimited")
         await interaction.response.send_message(text[:2000], ephemeral=True, allowed_mentions=_QUIET)
@@ -152,13 +152,13 @@ class AdminCog(commands.Cog):
     async def _update(self, interaction: discord.Interaction[ImagineBot], **changes: Any) -> None:
         assert interaction.guild_id is not None
         async with self.bot.db.session() as session:
-            settings = await queries.upsert_guild_settings(session, interaction.guild_id, **changes)
-            text = _config_text(settings)
+            rules = await q.update_guild_rules(session, interaction.guild_id, **changes)
+            text = _config_text(rules)
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=_QUIET)
 
-    async def _current(self, guild_id: int) -> GuildSettings:
-        async with self.bot.db.session() as session:
-            return await queries.get_guild_settings(session, guild_id)
+    async def _current(self, guild_id: int) -> GuildRules:
+        async with self.bot.db.session(read_only=True) as session:
+            return await q.get_guild_rules(session, guild_id)
 
     @config.command(name="show", description="Show this server's bot settings")
     async def config_show(self, interaction: discord.Interaction[ImagineBot]) -> None:

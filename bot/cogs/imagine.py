@@ -8,8 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.client import requester
-from bot.cogs._common import start_jobs
+from bot.replies import answer_with_jobs, requester
 
 if TYPE_CHECKING:
     from bot.client import ImagineBot
@@ -26,8 +25,8 @@ class ImagineCog(commands.Cog):
     async def imagine(self, interaction: discord.Interaction[ImagineBot], prompt: str) -> None:
         # Refusals (bad prompt, banned word, quota, full queue) raise before anything is queued;
         # the tree's error handler answers them ephemerally.
-        cards = await self.bot.jobs.imagine(requester(interaction), prompt)
-        await start_jobs(interaction, self.bot, cards)
+        tickets = await self.bot.jobs.imagine(requester(interaction), prompt)
+        await answer_with_jobs(interaction, tickets)
 
 
 async def setup(bot: ImagineBot) -> None:

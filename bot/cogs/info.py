@@ -9,10 +9,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import render
-from bot.client import requester
+from bot.errors import BotError
 from bot.jobs import JobCard
+from bot.replies import requester
 from bot.store.models import JobStatus
-from bot.user_errors import BotError
+from bot.views import result_view
 
 if TYPE_CHECKING:
     from bot.client import ImagineBot
@@ -49,14 +50,14 @@ class InfoCog(commands.Cog):
         job = await self.bot.jobs.get(job_id.strip().lower())
         if job.status is not JobStatus.SUCCEEDED or not job.grid_path:
             raise BotError(f"Job `{job.id}` is {job.status.value}; only finished jobs have images to show.")
-        path = self.bot.settings.data_dir / job.grid_path
+        path = self.bot.config.data_dir / job.grid_path
         if not path.exists():
             raise BotError(f"The images of job `{job.id}` are gone from the bot's disk.")
         card = JobCard.from_job(job)
         await interaction.response.send_message(
             render.result_content(card),
             file=render.attachment_file(path),
-            view=render.result_view(card),
+            view=result_view(card),
             allowed_mentions=_QUIET,
         )
 

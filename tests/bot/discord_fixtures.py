@@ -1,8 +1,8 @@
 """Starting the real ImagineBot against the loopback fake Discord, with a simulated or tiny engine.
 
-`async with started_bot(fake, settings, backend) as world:` builds the same objects `bot.app` builds
-(migrated SQLite database, LocalQueue, JobService, ImagineBot) and runs the bot with `run_bot`, which
-fails the test on any handler exception; the bot's own `handler_errors` must stay empty too.
+`async with started_bot(fake, config, backend) as world:` builds the services with `bot.services`,
+as `imaginebot run` does, and runs the bot with `run_bot`, which fails the test on any handler
+exception or traceback the bot logs.
 """
 
 from __future__ import annotations
@@ -14,19 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from bot.client import INTENTS, ImagineBot
+from bot.config import Config
 from bot.jobs import JobService
-from bot.settings import Settings
-from bot.store.db import Database
-from bot.store.migrate import upgrade
+from bot.services import Services, open_services
 from engine.backend import Backend
-from engine.queue import LocalQueue
-from tests.fakediscord import FakeDiscord, MessageRecord, RunningBot, run_bot
+from fakediscord import FakeDiscord, MessageRecord, RunningBot, run_bot
 
-__all__ = ["BotWorld", "custom_id", "grid_message", "imagine_grid", "make_settings", "started_bot"]
+__all__ = ["BotWorld", "custom_id", "grid_message", "imagine_grid", "make_config", "started_bot"]
 
 
-def make_settings(data_dir: Path, **overrides: Any) -> Settings:
-    """Settings for a test: its own data dir and database, no `.env`, quick progress edits."""
+def make_config(data_dir: Path, **overrides: Any) -> Config:
+    """Config for a test: its own data dir and database, no `.env`, quick progress edits."""
     values: dict[str, Any] = {
         "data_dir": data_dir,
         "discord_token": "fake-bot-token",
@@ -34,7 +32,7 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "progress_interval_s": 0.5,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Config(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 @dataclass
@@ -42,47 +40,36 @@ class BotWorld:
     fake: FakeDiscord
     running: RunningBot
     bot: ImagineBot
-    settings: Settings
-    queue: LocalQueue
+    services: Services
+
+    @property
+    def config(self) -> Config:
+        return self.services.config
 
     @property
     def jobs(self) -> JobService:
-        return self.bot.jobs
+        return self.services.jobs
 
 
 @contextlib.asynccontextmanager
 async def started_bot(
     fake: FakeDiscord,
-    settings: Settings,
+    config: Config,
     backend: Backend,
     *,
     require_sync: bool = True,
     wait_jobs: bool = True,
 ) -> AsyncIterator[BotWorld]:
-    """Run an ImagineBot wired as `bot.app.run` wires it; wait for its jobs before closing
+    """Run an ImagineBot on `bot.services`, as `imaginebot run` does; wait for its jobs before closing
     (`wait_jobs=False` stops it like a crash would: unfinished jobs stay unfinished in the database)."""
-    await upgrade(settings.database_url)
-    db = await Database.connect(settings.database_url)
-    queue = LocalQueue(
-        [backend],
-        max_running_per_owner=settings.max_running_per_owner,
-        max_waiting_per_owner=settings.max_waiting_per_owner,
-    )
-    await queue.start()
-    jobs = JobService(db=db, queue=queue, settings=settings)
-    bot = ImagineBot(settings=settings, db=db, queue=queue, jobs=jobs, intents=INTENTS)
-    try:
-        async with run_bot(bot, fake, require_sync=require_sync) as running:
-            yield BotWorld(fake, running, bot, settings, queue)
+    async with open_services(config, backend=backend, grace_s=1.0) as services:
+        bot = ImagineBot(services, intents=INTENTS)
+        async with run_bot(bot, fake, require_sync=require_sync, error_loggers=("discord", "bot")) as running:
+            yield BotWorld(fake, running, bot, services)
             if wait_jobs:
-                await jobs.wait_idle()
-            assert bot.handler_errors == [], bot.handler_errors
+                await services.jobs.wait_idle()
             # Nothing the bot sent broke a rule production Discord enforces (late acks, limits, ...).
             assert fake.state.violations == [], fake.state.violations
-    finally:
-        await queue.close(grace_s=1.0)
-        await jobs.close()
-        await db.close()
 
 
 def grid_message(fake: FakeDiscord, content_start: str) -> MessageRecord | None:

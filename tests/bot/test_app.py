@@ -8,15 +8,15 @@ import pytest
 
 from bot.app import EXIT_USAGE, main
 from engine.simulated import SimulatedBackend
-from tests.bot.discord_fixtures import make_settings, started_bot
-from tests.fakediscord import FakeDiscord
+from fakediscord import FakeDiscord
+from tests.bot.discord_fixtures import make_config, started_bot
 
 COMMANDS = ["cancel", "config", "history", "imagine", "info", "quota", "settings", "show"]
 
 
 def test_without_a_token_it_says_how_to_get_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    settings = make_settings(tmp_path, discord_token=None)
-    assert main(settings) == EXIT_USAGE
+    config = make_config(tmp_path, discord_token=None)
+    assert main(config) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "DISCORD_TOKEN" in err
     assert "https://discord.com/developers/applications" in err
@@ -26,8 +26,8 @@ def test_without_a_token_it_says_how_to_get_one(tmp_path: Path, capsys: pytest.C
 
 
 async def test_commands_sync_to_the_dev_guild_when_set(fake_discord: FakeDiscord, tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, dev_guild_id=fake_discord.guild.id)
-    async with started_bot(fake_discord, settings, SimulatedBackend()) as world:
+    config = make_config(tmp_path, dev_guild_id=fake_discord.guild.id)
+    async with started_bot(fake_discord, config, SimulatedBackend()) as world:
         synced = fake_discord.state.guild_commands[fake_discord.guild.id]
         assert sorted(c["name"] for c in synced) == COMMANDS
         imagine = next(c for c in synced if c["name"] == "imagine")
@@ -43,6 +43,6 @@ async def test_commands_sync_to_the_dev_guild_when_set(fake_discord: FakeDiscord
 
 
 async def test_commands_sync_globally_without_a_dev_guild(fake_discord: FakeDiscord, tmp_path: Path) -> None:
-    async with started_bot(fake_discord, make_settings(tmp_path), SimulatedBackend()):
+    async with started_bot(fake_discord, make_config(tmp_path), SimulatedBackend()):
         assert sorted(c["name"] for c in fake_discord.state.global_commands) == COMMANDS
         assert not fake_discord.state.guild_commands.get(fake_discord.guild.id)

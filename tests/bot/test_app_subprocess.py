@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakediscord import FakeDiscord, MessageRecord
+from fakediscord import FakeDiscord, MessageRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,7 +32,7 @@ def random_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def _start(fake: FakeDiscord, data_dir: Path, model: Path, log: Path) -> asyncio.subprocess.Process:
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests/fakediscord/sitecustomize"), str(ROOT)]),
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "fakediscord/sitecustomize"), str(ROOT)]),
         "FAKE_DISCORD_URL": fake.url,
         "DISCORD_TOKEN": "fake-bot-token",
         "IMAGINE_DATA_DIR": str(data_dir),

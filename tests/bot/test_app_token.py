@@ -9,8 +9,8 @@ import pytest
 
 from bot.app import run
 from engine.simulated import SimulatedBackend
-from tests.bot.discord_fixtures import make_settings
-from tests.fakediscord import FakeConfig, FakeDiscord
+from fakediscord import FakeConfig, FakeDiscord
+from tests.bot.discord_fixtures import make_config
 
 
 @pytest.fixture
@@ -22,8 +22,8 @@ async def test_run_builds_everything_and_stops_on_a_rejected_token(
     fake_discord: FakeDiscord, tmp_path: Path
 ) -> None:
     backend = SimulatedBackend()
-    settings = make_settings(tmp_path, discord_token="a-wrong-token")
+    config = make_config(tmp_path, discord_token="a-wrong-token")
     with pytest.raises(discord.LoginFailure):
-        await run(settings, backend=backend)
+        await run(config, "a-wrong-token", backend=backend)
     assert (tmp_path / "imaginebot.db").exists()  # migrated before the engine and Discord
     assert backend.closed  # and everything it built was closed again

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import os
@@ -13,9 +14,23 @@ import pytest
 from PIL import Image
 
 from bot.cli import main as cli_main
-from bot.imagine_cli import OutputError, OutputPlan, ProgressBar, plan_outputs
+from bot.imagine_cli import (
+    OutputError,
+    OutputPlan,
+    ProgressBar,
+    TerminalPresenter,
+    plan_outputs,
+    run_prompt,
+)
+from bot.jobs import OPERATOR
+from bot.services import open_services
+from bot.store import Database, JobKind, JobStatus
+from bot.store import queries as q
 from engine.images import crop_cell, read_recipe
+from engine.simulated import SimulatedBackend
 from engine.types import Progress
+from fakediscord import FakeDiscord
+from tests.bot.discord_fixtures import make_config, started_bot
 
 ROOT = Path(__file__).resolve().parents[2]
 FOX = "a red fox in snow --ar 3:2 --seed 7 --steps 4"
@@ -130,7 +145,7 @@ def test_model_that_cannot_load_prints_why_and_exits_1(
     assert err.startswith("imaginebot: ")
     assert "no-such-model" in err
     assert "Traceback" not in err
-    assert files_in(tmp_path) == []
+    assert files_in(tmp_path) == ["data"]  # the database, migrated before the model; no images
 
 
 # --- real generations on the tiny model -------------------------------------------------------
@@ -190,13 +205,81 @@ def test_console_script_matches_an_in_process_run_byte_for_byte(
 def test_permutations_write_one_numbered_grid_each(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert imagine("a {red, blue} square --seed 3 --steps 1", "-o", str(tmp_path / "grid.png"), "-q") == 0
-    assert files_in(tmp_path) == [
+    out = tmp_path / "out"
+    assert imagine("a {red, blue} square --seed 3 --steps 1", "-o", str(out / "grid.png"), "-q") == 0
+    assert files_in(out) == [
         *(f"grid-1-{n}.png" for n in range(1, 5)),
         "grid-1.png",
         *(f"grid-2-{n}.png" for n in range(1, 5)),
         "grid-2.png",
     ]
-    assert (read_recipe(tmp_path / "grid-1.png") or "").startswith("a red square\n")
-    assert (read_recipe(tmp_path / "grid-2.png") or "").startswith("a blue square\n")
+    assert (read_recipe(out / "grid-1.png") or "").startswith("a red square\n")
+    assert (read_recipe(out / "grid-2.png") or "").startswith("a blue square\n")
     assert capsys.readouterr().out.count("grid (seed 3)") == 2
+
+
+# --- the operator's jobs go through the bot's own services ------------------------------------
+
+
+@pytest.mark.slow
+async def test_the_run_is_a_job_in_the_bots_history_with_the_same_files(fox_run: tuple[Path, str]) -> None:
+    out = fox_run[0]
+    config = make_config(out.parent / "data")
+    async with await Database.connect(config.database_url) as db, db.session(read_only=True) as session:
+        (job,) = await q.recent_jobs(session, OPERATOR.user_id)
+    assert (job.kind, job.status, job.channel_id, job.guild_id) == (
+        JobKind.IMAGINE,
+        JobStatus.SUCCEEDED,
+        0,
+        None,
+    )
+    assert job.prompt == "a red fox in snow --aspect 3:2 --seed 7 --steps 4"
+    assert job.seeds == [7, 8, 9, 10]
+    stored = {image.index: config.data_dir / image.path for image in job.images}
+    assert sorted(stored) == [0, 1, 2, 3, 4]
+    # The output files are the job's own files, not a second encode.
+    assert stored[0].read_bytes() == (out / "grid.png").read_bytes()
+    assert stored[3].read_bytes() == (out / "grid-3.png").read_bytes()
+
+
+async def test_interrupting_the_command_line_cancels_its_jobs(tmp_path: Path) -> None:
+    loop, started = asyncio.get_running_loop(), asyncio.Event()
+
+    def note_start(_: object) -> None:  # called on the device thread at the first step
+        loop.call_soon_threadsafe(started.set)
+
+    backend = SimulatedBackend(seconds=600, steps=600, fail=note_start)  # runs until cancelled
+    config = make_config(tmp_path / "data")
+    presenter = TerminalPresenter(ProgressBar(io.StringIO(), quiet=True), io.StringIO(), io.StringIO())
+    plans = plan_outputs(tmp_path / "out" / "grid.png", 2)
+    async with open_services(config, backend=backend, grace_s=0.0) as services:
+        await services.jobs.start(presenter, recover=False)
+        run = asyncio.create_task(run_prompt(services.jobs, "a {red, blue} fox", plans, presenter))
+        await asyncio.wait_for(started.wait(), timeout=10)
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        async with services.db.session(read_only=True) as session:
+            jobs = await q.recent_jobs(session, OPERATOR.user_id)
+    assert [job.status for job in jobs] == [JobStatus.CANCELLED, JobStatus.CANCELLED]
+    assert not (tmp_path / "out" / "grid-1.png").exists()
+
+
+async def test_a_command_line_job_left_unfinished_is_failed_at_the_bots_start_not_resumed(
+    fake_discord: FakeDiscord, tmp_path: Path
+) -> None:
+    config = make_config(tmp_path / "data")
+    async with (
+        open_services(config, backend=SimulatedBackend()) as services,
+        services.db.session() as session,
+    ):
+        left = await q.create_job(
+            session, kind=JobKind.IMAGINE, user_id=0, channel_id=0, prompt="killed with -9", seed=1
+        )
+    backend = SimulatedBackend()
+    async with started_bot(fake_discord, config, backend) as world:
+        job = await world.jobs.get(left.id)
+    assert job.status is JobStatus.FAILED
+    assert job.error == "it was started from the command line, which has ended"
+    assert backend.calls == []
+    assert fake_discord.messages_in(fake_discord.channel) == []  # nobody on Discord to tell

@@ -9,19 +9,19 @@ from sqlalchemy import select
 
 from bot.store.models import Job, JobStatus
 from engine.simulated import SimulatedBackend
-from tests.bot.discord_fixtures import custom_id, imagine_grid, make_settings, started_bot
-from tests.fakediscord import FakeDiscord
+from fakediscord import FakeDiscord
+from tests.bot.discord_fixtures import custom_id, imagine_grid, make_config, started_bot
 
 
 async def test_restart_resumes_unfinished_jobs_and_keeps_old_buttons_working(
     fake_discord: FakeDiscord, tmp_path: Path
 ) -> None:
     fake = fake_discord
-    settings = make_settings(tmp_path)
+    config = make_config(tmp_path)
     held = threading.Event()
     first_backend = SimulatedBackend(seconds=0.05, steps=2, gate=held)
     held.set()
-    async with started_bot(fake, settings, first_backend, wait_jobs=False) as world:
+    async with started_bot(fake, config, first_backend, wait_jobs=False) as world:
         grid = await imagine_grid(world, "before the restart --seed 3")
         await world.jobs.wait_idle()
         held.clear()  # the device hangs: the next jobs never finish in this run
@@ -39,7 +39,7 @@ async def test_restart_resumes_unfinished_jobs_and_keeps_old_buttons_working(
     assert states["waiting at the crash"] is JobStatus.QUEUED
 
     second_backend = SimulatedBackend(seconds=0.05, steps=2)
-    async with started_bot(fake, settings, second_backend) as world:
+    async with started_bot(fake, config, second_backend) as world:
         # Both resume by themselves and finish in the messages they already had.
         await fake.wait_for(
             lambda _: len(running_message.custom_ids()) == 9 and len(waiting_message.custom_ids()) == 9,
@@ -64,11 +64,11 @@ async def test_a_job_that_cannot_resume_fails_with_a_notice(
     fake_discord: FakeDiscord, tmp_path: Path
 ) -> None:
     fake = fake_discord
-    settings = make_settings(tmp_path)
+    config = make_config(tmp_path)
     held = threading.Event()
     backend = SimulatedBackend(seconds=0.05, steps=2, gate=held)
     held.set()
-    async with started_bot(fake, settings, backend, wait_jobs=False) as world:
+    async with started_bot(fake, config, backend, wait_jobs=False) as world:
         grid = await imagine_grid(world, "a source")
         await world.jobs.wait_idle()
         held.clear()
@@ -80,7 +80,7 @@ async def test_a_job_that_cannot_resume_fails_with_a_notice(
     assert source is not None
     source.unlink()  # the data dir lost the cell the variation starts from
 
-    async with started_bot(fake, settings, SimulatedBackend(seconds=0.05)):
+    async with started_bot(fake, config, SimulatedBackend(seconds=0.05)):
         await fake.wait_for(
             lambda _: "(failed:" in variation_message.content, timeout=10, what="a failure notice"
         )

@@ -7,20 +7,21 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot.store.models import GuildSettings, QuotaRule, QuotaScope
+from bot.policy import QuotaScope
+from bot.store.models import GuildRules, QuotaRule
 from engine.simulated import SimulatedBackend
-from tests.bot.discord_fixtures import make_settings, started_bot
-from tests.fakediscord import FakeDiscord, FakeDiscordError
+from fakediscord import FakeDiscord, FakeDiscordError
+from tests.bot.discord_fixtures import make_config, started_bot
 
 
 async def test_admin_commands_refuse_non_admins(fake_discord: FakeDiscord, tmp_path: Path) -> None:
-    async with started_bot(fake_discord, make_settings(tmp_path), SimulatedBackend()) as world:
+    async with started_bot(fake_discord, make_config(tmp_path), SimulatedBackend()) as world:
         fake = fake_discord
         # Discord does not even offer them (default_member_permissions = Manage Server).
         with pytest.raises(FakeDiscordError, match="needs permissions 32"):
             await fake.slash("quota set", {"jobs_per_day": 0}, user=fake.member)
 
-        # A server admin may override that in Discord's settings; the bot checks again.
+        # A server admin may override that in Discord's config; the bot checks again.
         for command in fake.state.global_commands:
             if command["name"] in ("quota", "config"):
                 command.pop("default_member_permissions", None)
@@ -30,7 +31,7 @@ async def test_admin_commands_refuse_non_admins(fake_discord: FakeDiscord, tmp_p
             assert "Manage Server" in answer.data["content"]
         async with world.bot.db.session() as session:
             assert (await session.scalars(select(QuotaRule))).all() == []
-            assert (await session.scalars(select(GuildSettings))).all() == []
+            assert (await session.scalars(select(GuildRules))).all() == []
 
         # An admin can.
         admin_call = await fake.slash("quota set", {"jobs_per_day": 5}, user=fake.admin)

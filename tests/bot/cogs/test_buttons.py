@@ -9,8 +9,8 @@ from sqlalchemy import select
 from bot.store.models import Job, JobKind, JobStatus
 from engine.simulated import SimulatedBackend
 from engine.types import VARY_STRONG, VARY_SUBTLE, Mode
-from tests.bot.discord_fixtures import custom_id, imagine_grid, make_settings, started_bot
-from tests.fakediscord import FakeDiscord
+from fakediscord import FakeDiscord
+from tests.bot.discord_fixtures import custom_id, imagine_grid, make_config, started_bot
 
 
 async def _job(world_db: object, job_id: str) -> Job:
@@ -24,7 +24,7 @@ async def test_u_v_vary_and_reroll_each_answer_with_a_new_message(
     fake_discord: FakeDiscord, tmp_path: Path
 ) -> None:
     backend = SimulatedBackend(seconds=0.2, steps=2)
-    async with started_bot(fake_discord, make_settings(tmp_path), backend) as world:
+    async with started_bot(fake_discord, make_config(tmp_path), backend) as world:
         fake, user = fake_discord, fake_discord.member
         grid = await imagine_grid(world, "a lighthouse --seed 100")
         grid_job = custom_id(grid, "U1").split(":")[2]
@@ -95,7 +95,7 @@ async def test_u_v_vary_and_reroll_each_answer_with_a_new_message(
 async def test_anyone_may_press_by_default_and_owner_only_is_a_guild_setting(
     fake_discord: FakeDiscord, tmp_path: Path
 ) -> None:
-    async with started_bot(fake_discord, make_settings(tmp_path), SimulatedBackend(seconds=0.05)) as world:
+    async with started_bot(fake_discord, make_config(tmp_path), SimulatedBackend(seconds=0.05)) as world:
         fake = fake_discord
         grid = await imagine_grid(world, "a cat")
 
@@ -126,7 +126,7 @@ async def test_anyone_may_press_by_default_and_owner_only_is_a_guild_setting(
 
 async def test_remix_mode_opens_a_modal_to_edit_the_prompt(fake_discord: FakeDiscord, tmp_path: Path) -> None:
     backend = SimulatedBackend(seconds=0.05)
-    async with started_bot(fake_discord, make_settings(tmp_path), backend) as world:
+    async with started_bot(fake_discord, make_config(tmp_path), backend) as world:
         fake, user = fake_discord, fake_discord.member
         grid = await imagine_grid(world, "a red barn --seed 5")
 

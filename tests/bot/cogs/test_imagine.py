@@ -11,8 +11,8 @@ from PIL import Image
 from engine.errors import GenerationError
 from engine.simulated import SimulatedBackend
 from engine.types import GenerationRequest
-from tests.bot.discord_fixtures import imagine_grid, make_settings, started_bot
-from tests.fakediscord import FakeDiscord
+from fakediscord import FakeDiscord
+from tests.bot.discord_fixtures import imagine_grid, make_config, started_bot
 
 GRID_LABELS = ["U1", "U2", "U3", "U4", "", "V1", "V2", "V3", "V4"]
 
@@ -20,9 +20,9 @@ GRID_LABELS = ["U1", "U2", "U3", "U4", "", "V1", "V2", "V3", "V4"]
 async def test_imagine_acks_shows_progress_and_posts_the_grid(
     fake_discord: FakeDiscord, tmp_path: Path
 ) -> None:
-    settings = make_settings(tmp_path)
+    config = make_config(tmp_path)
     backend = SimulatedBackend(seconds=1.6, steps=8, previews=True)
-    async with started_bot(fake_discord, settings, backend) as world:
+    async with started_bot(fake_discord, config, backend) as world:
         user = fake_discord.member
         interaction = await fake_discord.slash("imagine", {"prompt": "a red fox --seed 7"}, user=user)
         response = await interaction.response(timeout=3)
@@ -45,7 +45,7 @@ async def test_imagine_acks_shows_progress_and_posts_the_grid(
     with_preview = [r for r in message.history if r.content.endswith("%)") and r.attachments]
     assert with_preview
     times = [r.at for r in message.history if r.content.endswith("%)")]
-    assert all(b - a >= settings.progress_interval_s * 0.9 for a, b in itertools.pairwise(times))
+    assert all(b - a >= config.progress_interval_s * 0.9 for a, b in itertools.pairwise(times))
     assert message.content == head
     assert message.button_labels() == GRID_LABELS
     assert any("🔄" in str(button.get("emoji")) for button in message.buttons())
@@ -61,7 +61,7 @@ async def test_a_failed_job_tells_its_owner_in_its_message(fake_discord: FakeDis
         return GenerationError("the model rejected this prompt") if "doomed" in request.prompt else None
 
     backend = SimulatedBackend(seconds=0.05, fail=fail)
-    async with started_bot(fake_discord, make_settings(tmp_path), backend) as world:
+    async with started_bot(fake_discord, make_config(tmp_path), backend) as world:
         interaction = await fake_discord.slash("imagine", {"prompt": "a doomed ship"})
         message = await interaction.wait_original()
         await fake_discord.wait_for(lambda _: "(failed:" in message.content, timeout=10, what="the notice")
@@ -76,8 +76,8 @@ async def test_settings_defaults_apply_and_typed_parameters_override_them(
     fake_discord: FakeDiscord, tmp_path: Path
 ) -> None:
     backend = SimulatedBackend(seconds=0.05)
-    settings = make_settings(tmp_path, model_aliases={"niji": "/models/anime"})
-    async with started_bot(fake_discord, settings, backend) as world:
+    config = make_config(tmp_path, model_aliases={"niji": "/models/anime"})
+    async with started_bot(fake_discord, config, backend) as world:
         fake = fake_discord
         panel_call = await fake.slash("settings")
         panel = await panel_call.wait_original()
@@ -102,7 +102,7 @@ async def test_settings_defaults_apply_and_typed_parameters_override_them(
 
 async def test_permutations_post_one_message_per_job(fake_discord: FakeDiscord, tmp_path: Path) -> None:
     backend = SimulatedBackend(seconds=0.05)
-    async with started_bot(fake_discord, make_settings(tmp_path), backend) as world:
+    async with started_bot(fake_discord, make_config(tmp_path), backend) as world:
         interaction = await fake_discord.slash("imagine", {"prompt": "a {red, blue} bird"})
         await interaction.response(timeout=3)
         user = fake_discord.member.user.id

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from engine.backend import Backend
-from tests.bot.discord_fixtures import custom_id, imagine_grid, make_settings, started_bot
-from tests.fakediscord import FakeDiscord
+from fakediscord import FakeDiscord
+from tests.bot.discord_fixtures import custom_id, imagine_grid, make_config, started_bot
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ async def test_imagine_upscale_and_vary_with_the_tiny_model(
     fake_discord: FakeDiscord, tmp_path: Path, tiny_backend: Backend
 ) -> None:
     fake = fake_discord
-    async with started_bot(fake, make_settings(tmp_path, model="tiny"), tiny_backend) as world:
+    async with started_bot(fake, make_config(tmp_path, model="tiny"), tiny_backend) as world:
         grid = await imagine_grid(world, "a red circle on a blue background --steps 3 --seed 11", wait_s=120)
         picture = Image.open(io.BytesIO(grid.attachments[0].data))
         picture.save(tmp_path / "grid.png")

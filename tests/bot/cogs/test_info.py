@@ -10,8 +10,8 @@ from sqlalchemy import select
 from bot.presenter import DiscordPresenter
 from bot.store.models import Job, JobStatus
 from engine.simulated import SimulatedBackend
-from tests.bot.discord_fixtures import imagine_grid, make_settings, started_bot
-from tests.fakediscord import FakeDiscord
+from fakediscord import FakeDiscord
+from tests.bot.discord_fixtures import imagine_grid, make_config, started_bot
 
 EPHEMERAL = 64
 
@@ -21,7 +21,7 @@ async def test_result_arrives_after_the_interaction_token_expired(
 ) -> None:
     gate = threading.Event()
     backend = SimulatedBackend(seconds=0.05, steps=2, gate=gate)
-    async with started_bot(fake_discord, make_settings(tmp_path), backend) as world:
+    async with started_bot(fake_discord, make_config(tmp_path), backend) as world:
         fake = fake_discord
         interaction = await fake.slash("imagine", {"prompt": "a slow sunrise"})
         await interaction.response(timeout=3)
@@ -41,7 +41,7 @@ async def test_info_history_show_and_cancel(fake_discord: FakeDiscord, tmp_path:
     gate = threading.Event()
     backend = SimulatedBackend(seconds=0.05, steps=2, gate=gate)
     gate.set()
-    async with started_bot(fake_discord, make_settings(tmp_path), backend) as world:
+    async with started_bot(fake_discord, make_config(tmp_path), backend) as world:
         fake = fake_discord
         grid = await imagine_grid(world, "a done job")
         await world.jobs.wait_idle()
@@ -96,7 +96,7 @@ async def test_when_discord_keeps_failing_the_result_is_kept_and_show_reposts_it
 ) -> None:
     gate = threading.Event()
     backend = SimulatedBackend(seconds=0.05, steps=2, gate=gate)
-    async with started_bot(fake_discord, make_settings(tmp_path), backend) as world:
+    async with started_bot(fake_discord, make_config(tmp_path), backend) as world:
         fake = fake_discord
         presenter = world.jobs.presenter
         assert isinstance(presenter, DiscordPresenter)
@@ -121,7 +121,7 @@ async def test_when_discord_keeps_failing_the_result_is_kept_and_show_reposts_it
 async def test_if_answering_the_interaction_fails_the_job_posts_its_own_message(
     fake_discord: FakeDiscord, tmp_path: Path
 ) -> None:
-    async with started_bot(fake_discord, make_settings(tmp_path), SimulatedBackend(seconds=0.05)) as world:
+    async with started_bot(fake_discord, make_config(tmp_path), SimulatedBackend(seconds=0.05)) as world:
         fake = fake_discord
         fake.fail_next("POST /interactions/*", status=400, times=1)
         await fake.slash("imagine", {"prompt": "a stubborn goat"})

@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from bot.store.models import Job, UsageEntry
 from engine.simulated import SimulatedBackend
 from engine.types import GenerationRequest
-from tests.bot.discord_fixtures import BotWorld, imagine_grid, make_settings, started_bot
-from tests.fakediscord import FakeDiscord, InteractionRecord
+from fakediscord import FakeDiscord, InteractionRecord
+from tests.bot.discord_fixtures import BotWorld, imagine_grid, make_config, started_bot
 
 EPHEMERAL = 64
 
@@ -41,7 +41,7 @@ async def test_bad_prompt_banned_word_and_channel_are_refused_ephemerally(
     fake_discord: FakeDiscord, tmp_path: Path
 ) -> None:
     backend = SimulatedBackend(seconds=0.05)
-    async with started_bot(fake_discord, make_settings(tmp_path), backend) as world:
+    async with started_bot(fake_discord, make_config(tmp_path), backend) as world:
         fake = fake_discord
         text = await _refused(await fake.slash("imagine", {"prompt": "a cat --ar 0:0"}))
         assert "--ar" in text
@@ -65,7 +65,7 @@ async def test_bad_prompt_banned_word_and_channel_are_refused_ephemerally(
 
 async def test_daily_job_quota_refuses_once_used_up(fake_discord: FakeDiscord, tmp_path: Path) -> None:
     backend = SimulatedBackend(seconds=0.05)
-    async with started_bot(fake_discord, make_settings(tmp_path), backend) as world:
+    async with started_bot(fake_discord, make_config(tmp_path), backend) as world:
         fake = fake_discord
         await _admin(world, "quota set", {"target": fake.member.user.id, "jobs_per_day": 1})
         grid = await imagine_grid(world, "a cat")
@@ -86,7 +86,7 @@ async def test_waiting_limit_refuses_and_repeat_posts_one_message_per_job(
 ) -> None:
     gate = threading.Event()  # held: jobs start but cannot finish until the test lets them
     backend = SimulatedBackend(seconds=0.01, steps=1, gate=gate)
-    async with started_bot(fake_discord, make_settings(tmp_path), backend) as world:
+    async with started_bot(fake_discord, make_config(tmp_path), backend) as world:
         fake = fake_discord
         await _admin(world, "quota set", {"target": fake.member.user.id, "max_waiting": 1, "max_running": 1})
         first = await fake.slash("imagine", {"prompt": "one --repeat 2"})
@@ -106,7 +106,7 @@ async def test_gpu_minutes_quota_is_measured_from_the_engine_run_time(
     fake_discord: FakeDiscord, tmp_path: Path
 ) -> None:
     backend = SimulatedBackend(seconds=0.3, steps=3)
-    async with started_bot(fake_discord, make_settings(tmp_path), backend) as world:
+    async with started_bot(fake_discord, make_config(tmp_path), backend) as world:
         fake = fake_discord
         await _admin(world, "quota set", {"gpu_minutes_per_day": 0.004})  # 0.24 s, server-wide default
         await imagine_grid(world, "a cat")
@@ -129,23 +129,27 @@ async def test_a_full_queue_refuses_the_whole_prompt_and_queues_nothing(
 ) -> None:
     gate = threading.Event()
     backend = SimulatedBackend(seconds=0.01, steps=1, gate=gate)
-    async with started_bot(fake_discord, make_settings(tmp_path), backend) as world:
+    async with started_bot(fake_discord, make_config(tmp_path), backend) as world:
         fake = fake_discord
         owner = str(fake.member.user.id)
         await _admin(world, "quota set", {"target": fake.member.user.id, "max_waiting": 1, "max_running": 1})
         # Work the database does not know of holds the member's running slot (a queue shared with
         # another process would look like this), so the queue refuses where the policy check passed.
-        outside = await world.queue.submit(owner, GenerationRequest(prompt="elsewhere"), max_running=1)
+        outside = await world.services.queue.submit(
+            owner, GenerationRequest(prompt="elsewhere"), max_running=1
+        )
         await fake.wait_for(
-            lambda _: world.queue.position(outside.job_id) == 0, what="the outside job to run"
+            lambda _: world.services.queue.position(outside.job_id) == 0, what="the outside job to run"
         )
         text = await _refused(await fake.slash("imagine", {"prompt": "many --repeat 2"}))
         assert "1 jobs waiting" in text
         async with world.bot.db.session() as session:
-            statuses = [job.status.value for job in (await session.scalars(select(Job))).all()]
-        assert sorted(statuses) == ["cancelled", "failed"]
-        assert world.queue.jobs_of(owner) == (outside.job_id,)
-        await world.queue.cancel(outside.job_id)
+            stored = (await session.scalars(select(Job))).all()
+        assert sorted(job.status.value for job in stored) == ["cancelled", "failed"]
+        # Neither job of the prompt is in the queue; the outside job still runs.
+        assert [world.services.queue.position(job.id) for job in stored] == [None, None]
+        assert world.services.queue.position(outside.job_id) == 0
+        await world.services.queue.cancel(outside.job_id)
         gate.set()
         assert [m for m in fake.messages_in(fake.channel) if not m.ephemeral] == []
 
@@ -155,8 +159,8 @@ async def test_a_member_rule_can_allow_more_waiting_jobs_than_the_default(
 ) -> None:
     gate = threading.Event()
     backend = SimulatedBackend(seconds=0.01, steps=1, gate=gate)
-    settings = make_settings(tmp_path, max_waiting_per_owner=1, max_running_per_owner=1)
-    async with started_bot(fake_discord, settings, backend) as world:
+    config = make_config(tmp_path, max_waiting_per_owner=1, max_running_per_owner=1)
+    async with started_bot(fake_discord, config, backend) as world:
         fake = fake_discord
         refused = await _refused(
             await fake.slash("imagine", {"prompt": "a --repeat 3"}, user=fake.other_member)
@@ -165,5 +169,8 @@ async def test_a_member_rule_can_allow_more_waiting_jobs_than_the_default(
         await _admin(world, "quota set", {"target": fake.member.user.id, "max_waiting": 2})
         accepted = await fake.slash("imagine", {"prompt": "b --repeat 3"})
         assert not (await accepted.response(timeout=3)).data.get("flags", 0) & EPHEMERAL
-        assert len(world.queue.jobs_of(str(fake.member.user.id))) == 3
+        async with world.bot.db.session() as session:
+            mine = (await session.scalars(select(Job.id).where(Job.user_id == fake.member.user.id))).all()
+        assert len(mine) == 3
+        assert None not in [world.services.queue.position(job_id) for job_id in mine]  # all three queued
         gate.set()

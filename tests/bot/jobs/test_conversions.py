@@ -1,14 +1,20 @@
-"""From a parsed prompt to the engine's request."""
+"""A job's forms: parsed prompt → engine request → stored params → the same engine request."""
 
 from __future__ import annotations
 
 import dataclasses
-import random
+from pathlib import Path
 
 import pytest
 
+from bot.jobs.conversions import (
+    MAX_SEED,
+    new_seed,
+    params_to_request,
+    request_to_params,
+    to_generation_request,
+)
 from bot.prompt import PromptError, PromptLimits, Request, parse
-from bot.requests import MAX_SEED, choose_seed, to_generation_request
 from engine.types import GRID_SIZE, GenerationRequest, Mode, WeightedPrompt
 
 
@@ -60,12 +66,10 @@ def test_a_seed_outside_the_prompt_range_is_a_programming_error(seed: int) -> No
         to_generation_request(Request(prompt="x"), seed=seed)
 
 
-def test_choose_seed_keeps_the_prompt_seed_and_draws_one_otherwise() -> None:
-    assert choose_seed(Request(prompt="x", seed=1234), random.Random(0)) == 1234
-    drawn = [choose_seed(Request(prompt="x"), random.Random(i)) for i in range(5)]
-    assert drawn == [random.Random(i).randint(0, MAX_SEED) for i in range(5)]
-    assert len(set(drawn)) == 5
-    assert 0 <= choose_seed(Request(prompt="x")) <= MAX_SEED
+def test_new_seeds_are_in_the_prompt_range_and_differ() -> None:
+    drawn = [new_seed() for _ in range(20)]
+    assert all(0 <= seed <= MAX_SEED for seed in drawn)
+    assert len(set(drawn)) > 15  # 20 draws from 2**32 values essentially never repeat
 
 
 def test_image_prompts_are_refused_not_dropped() -> None:
@@ -73,3 +77,34 @@ def test_image_prompts_are_refused_not_dropped() -> None:
     with pytest.raises(PromptError, match="Image prompts") as caught:
         to_generation_request(request, seed=1)
     assert caught.value.parameter == "--iw"
+
+
+def test_a_stored_request_comes_back_identical(tmp_path: Path) -> None:
+    request = GenerationRequest(
+        prompt="a fox",
+        negative_prompt="blur",
+        weighted_prompts=(WeightedPrompt("a fox", 2.0), WeightedPrompt("snow", -0.5)),
+        aspect_ratio=(16, 9),
+        seed=4_000_000_000,
+        count=4,
+        mode=Mode.VARIATION,
+        init_image=tmp_path / "images/ab/x-2.png",
+        strength=0.35,
+        model="niji",
+        stylize=250,
+        chaos=10,
+        quality=0.5,
+        stop=90,
+        tile=True,
+        steps=12,
+        cfg=6.5,
+        sampler="euler_a",
+    )
+    params = request_to_params(request, init="images/ab/x-2.png", variation="Subtle")
+    assert params["ui"] == {"variation": "Subtle"}
+    assert params_to_request(params, tmp_path) == request
+
+
+def test_a_text_request_has_no_source_image(tmp_path: Path) -> None:
+    request = GenerationRequest(prompt="a fox", seed=1)
+    assert params_to_request(request_to_params(request), tmp_path) == request

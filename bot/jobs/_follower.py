@@ -1,0 +1,153 @@
+"""Following one submitted job to its end: its message, progress (throttled, latest wins), the files
+on disk, the job row and the usage ledger, then the images or the failure notice."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+from bot.config import Config
+from bot.errors import user_message
+from bot.jobs.types import JobCard, JobTicket, Presenter
+from bot.store import queries as q
+from bot.store.db import Database
+from bot.store.errors import JobStateError
+from engine.errors import JobCancelled, JobInterrupted
+from engine.images import SavedImages, save_job_images
+from engine.queue import EventStream, JobFailed, JobFinished, JobProgress, JobStarted
+from engine.types import GenerationRequest, GenerationResult
+
+__all__ = ["JobFollower"]
+
+log = logging.getLogger("bot.jobs")
+
+
+class JobFollower:
+    """Shows each job's life through the presenter and records every state change in the store."""
+
+    def __init__(
+        self, *, db: Database, config: Config, presenter: Presenter, clock: Callable[[], datetime]
+    ) -> None:
+        self.db = db
+        self.config = config
+        self.presenter = presenter
+        self._clock = clock
+
+    async def follow(self, ticket: JobTicket) -> None:
+        """From submission to the shown outcome. A job the queue dropped at shutdown stays unfinished."""
+        async with ticket.handle.events() as events:
+            card = await self._placed(ticket)
+            try:
+                result = await self._watch(card, events)
+            except JobInterrupted:
+                log.info("job %s interrupted by shutdown; it resumes on the next start", card.job_id)
+                return
+            except JobCancelled:
+                await self._cancelled(card)
+                return
+            except Exception as exc:  # EngineError, or a bug: either way the owner is told
+                await ticket.handle.cancel()  # in case it still runs: nobody would take its images
+                await self._failed(card, exc)
+                return
+        try:
+            await self._deliver(card, ticket.handle.request, result)
+        except Exception as exc:  # e.g. the disk is full: the images could not be kept
+            await self._failed(card, exc)
+
+    async def _placed(self, ticket: JobTicket) -> JobCard:
+        """The card with the message that shows the job: the submitter's, or one posted now."""
+        message_id = await ticket.message_id()
+        if message_id is None:
+            message_id = await self.presenter.show_waiting(ticket.card)
+        if message_id is None:
+            return ticket.card
+        await self._set_message(ticket.card.job_id, message_id)
+        return replace(ticket.card, message_id=message_id)
+
+    async def _watch(self, card: JobCard, events: EventStream) -> GenerationResult:
+        last_shown = float("-inf")
+        async for event in events:
+            if isinstance(event, JobStarted):
+                await self._running(card.job_id)
+            elif isinstance(event, JobProgress):
+                now = time.monotonic()
+                # The stream keeps only the latest unread progress; what comes too soon is dropped.
+                if now - last_shown >= self.presenter.progress_interval_s:
+                    last_shown = now
+                    await self.presenter.show_progress(card, event.progress)
+            elif isinstance(event, JobFinished):
+                return event.result
+            elif isinstance(event, JobFailed):
+                raise event.error
+        raise AssertionError(f"the events of job {card.job_id} ended without an outcome")
+
+    async def _deliver(self, card: JobCard, request: GenerationRequest, result: GenerationResult) -> None:
+        folder = self.config.data_dir / "images" / card.job_id[:2]
+        saved = await save_job_images(
+            result, request, folder, card.job_id, attachment_limit_bytes=self.config.attachment_limit_bytes
+        )
+        async with self.db.session() as session:
+            await q.mark_succeeded(
+                session,
+                card.job_id,
+                images=self._image_records(saved, result),
+                seeds=result.seeds,
+                gpu_seconds=result.elapsed_s,
+                model=result.model,
+                grid_path=self._relative(saved.attachment),
+                now=self._clock(),
+            )
+        log.info("job %s succeeded in %.2fs on the device", card.job_id, result.elapsed_s)
+        message_id = await self.presenter.show_result(card, saved)
+        if message_id is not None and message_id != card.message_id:
+            await self._set_message(card.job_id, message_id)
+
+    def _image_records(self, saved: SavedImages, result: GenerationResult) -> list[q.ImageRecord]:
+        records = [
+            q.ImageRecord(index, image.width, image.height, self._relative(path), seed)
+            for index, (path, image, seed) in enumerate(
+                zip(saved.images, result.images, result.seeds, strict=True), start=1
+            )
+        ]
+        if saved.grid is not None:
+            grid = q.ImageRecord(0, result.width * 2, result.height * 2, self._relative(saved.grid))
+            records.insert(0, grid)
+        return records
+
+    def _relative(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.config.data_dir))
+        except ValueError:
+            return str(path)
+
+    # --- state changes and notices ----------------------------------------------------------
+
+    async def _set_message(self, job_id: str, message_id: int) -> None:
+        async with self.db.session() as session:
+            await q.set_message_id(session, job_id, message_id)
+
+    async def _running(self, job_id: str) -> None:
+        async with self.db.session() as session:
+            await q.mark_running(session, job_id, now=self._clock())
+        log.info("job %s running", job_id)
+
+    async def _cancelled(self, card: JobCard) -> None:
+        async with self.db.session() as session:
+            await q.mark_cancelled(session, card.job_id, now=self._clock())
+        log.info("job %s cancelled", card.job_id)
+        await self.presenter.show_failure(card, "cancelled")
+
+    async def _failed(self, card: JobCard, error: Exception) -> None:
+        reason = user_message(error)
+        try:
+            async with self.db.session() as session:
+                await q.mark_failed(session, card.job_id, reason, now=self._clock())
+        except JobStateError:  # its images are saved; only showing them failed, and /show can redo that
+            log.error("job %s: could not show its result: %s", card.job_id, reason)
+            return
+        log.info("job %s failed: %s", card.job_id, reason)
+        await self.presenter.show_failure(card, reason)

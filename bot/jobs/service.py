@@ -1,0 +1,382 @@
+"""The job service: request → policy → job row → queue → a ticket that is followed to the result.
+
+No Discord here. A job's life is shown through a `Presenter` (Discord's in `bot.presenter`, the
+terminal's in `bot.imagine_cli`), so it is the same whether it came from /imagine, a button, the
+command line or recovery after a restart. Job rows change only through `bot.store.queries`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.config import Config
+from bot.errors import BotError, UnknownJob, user_message
+from bot.jobs._admission import UNLIMITED, admit, member_limits
+from bot.jobs._follower import JobFollower
+from bot.jobs.conversions import new_seed, params_to_request, request_to_params, to_generation_request
+from bot.jobs.types import OPERATOR, ButtonAction, JobCard, JobTicket, Presenter, Requester, UserInfo
+from bot.policy import Limits, check_button_press, day_window
+from bot.prompt import PromptLimits, parse
+from bot.store import queries as q
+from bot.store.db import Database
+from bot.store.errors import JobStateError
+from bot.store.models import Job, JobKind, JobStatus, utcnow
+from engine.errors import QueueError
+from engine.queue import JobHandle, JobQueue
+from engine.types import GRID_SIZE, VARY_STRONG, VARY_SUBTLE, GenerationRequest, Mode
+
+__all__ = ["JobService", "message_url"]
+
+log = logging.getLogger("bot.jobs")
+
+_STRENGTH = {"Strong": VARY_STRONG, "Subtle": VARY_SUBTLE}
+
+
+def message_url(guild_id: int | None, channel_id: int, message_id: int) -> str:
+    """A jump link to a message."""
+    return f"https://discord.com/channels/{guild_id or '@me'}/{channel_id}/{message_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """A job about to be stored and queued."""
+
+    kind: JobKind
+    prompt: str
+    request: GenerationRequest
+    parent_id: str | None = None
+    parent_index: int | None = None
+    init: str | None = None
+    """The source image, relative to the data dir."""
+    ui: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Parent:
+    """The job a button was pressed on."""
+
+    job_id: str
+    cell: int
+    prompt: str
+    params: dict[str, Any]
+    seeds: list[int]
+    init: str | None
+    """The pressed cell's image, relative to the data dir."""
+    link: str | None
+    """Its message, for the upscale's link back."""
+
+
+def _from_terminal(job: Job) -> bool:
+    return job.user_id == OPERATOR.user_id and job.channel_id == OPERATOR.channel_id
+
+
+class JobService:
+    """Runs every job; built once by `bot.services`, started by whoever shows the jobs."""
+
+    def __init__(
+        self, *, db: Database, queue: JobQueue, config: Config, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self.db = db
+        self.queue = queue
+        self.config = config
+        self.prompt_limits = PromptLimits.from_config(config)
+        self._clock = clock
+        self._follower: JobFollower | None = None
+        self._following: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def presenter(self) -> Presenter | None:
+        return self._follower.presenter if self._follower else None
+
+    async def start(self, presenter: Presenter, *, recover: bool = True) -> tuple[int, int]:
+        """Show jobs through `presenter` from now on; with `recover`, resume what a previous run left
+        unfinished. Returns (resumed, failed) recovered jobs."""
+        self._follower = JobFollower(db=self.db, config=self.config, presenter=presenter, clock=self._clock)
+        return await self._recover() if recover else (0, 0)
+
+    # --- new jobs -------------------------------------------------------------------------
+
+    async def imagine(self, who: Requester, text: str) -> list[JobTicket]:
+        """Parse, check, store and queue one job per request `text` expands to, all or none."""
+        planned = [
+            _Planned(JobKind.IMAGINE, prompt, request) for prompt, request in await self._plan(who, text)
+        ]
+        return await self._submit(who, text, planned)
+
+    async def press(
+        self, who: Requester, action: ButtonAction, job_id: str, cell: int, *, remix_text: str | None = None
+    ) -> JobTicket:
+        """A U/V/Vary/🔄 button: a new job from `job_id` (cell 1–4; 0 for a re-roll)."""
+        parent = await self._parent(who, action, job_id, cell)
+        prompt, request = parent.prompt, params_to_request(parent.params, self.config.data_dir)
+        if remix_text is not None:
+            (prompt, request), *_ = await self._plan(who, remix_text)
+        (ticket,) = await self._submit(who, remix_text, [self._child(action, parent, prompt, request)])
+        return ticket
+
+    async def _plan(self, who: Requester, text: str) -> list[tuple[str, GenerationRequest]]:
+        """(canonical prompt, engine request) per request `text` expands to, with the member's defaults."""
+        async with self.db.session(read_only=True) as session:
+            prefs = await q.get_user_preferences(session, who.user_id)
+        defaults = dict(prefs.defaults or {})
+        if prefs.model and prefs.model in self.config.model_aliases:
+            defaults.setdefault("v", prefs.model)
+        requests = parse(text, limits=self.prompt_limits, defaults=defaults)
+        return [
+            (str(r), to_generation_request(r, seed=r.seed if r.seed is not None else new_seed()))
+            for r in requests
+        ]
+
+    async def _parent(self, who: Requester, action: ButtonAction, job_id: str, cell: int) -> _Parent:
+        """Load and check the job a button belongs to (owner-only rule, finished, image on disk)."""
+        async with self.db.session(read_only=True) as session:
+            job = await q.get_job(session, job_id)
+            if job is None:
+                raise UnknownJob(job_id)
+            rules = await q.get_guild_rules(session, job.guild_id)
+            check_button_press(
+                presser_id=who.user_id, owner_id=job.user_id, owner_only=rules.buttons_owner_only
+            )
+            if job.status is not JobStatus.SUCCEEDED:
+                raise BotError("That job has no images yet; wait for it to finish.")
+            if action.is_variation and job.kind is JobKind.UPSCALE and job.parent_id:
+                # Vary an upscale from its grid cell: same composition, at the size the model draws.
+                cell, job = job.parent_index or 1, await q.get_job(session, job.parent_id) or job
+            init = await q.image_path(session, job.id, cell) if cell else None
+            link = message_url(job.guild_id, job.channel_id, job.message_id) if job.message_id else None
+            parent = _Parent(job.id, cell, job.prompt, dict(job.params), list(job.seeds or []), init, link)
+        if action is not ButtonAction.REROLL and (init is None or not (self.config.data_dir / init).exists()):
+            raise BotError("The image for that button is gone from the bot's disk, so I cannot use it.")
+        return parent
+
+    def _child(
+        self, action: ButtonAction, parent: _Parent, prompt: str, request: GenerationRequest
+    ) -> _Planned:
+        """The job a button press makes from the parent's (or the remixed) request."""
+        if action is ButtonAction.REROLL:  # the same job again with a new seed (a variation stays one)
+            init = parent.params.get("init") if request.mode is not Mode.TEXT else None
+            request = replace(request, seed=new_seed(), init_image=self._source(init))
+            return _Planned(JobKind.REROLL, prompt, request, parent.job_id, init=init)
+        if action is ButtonAction.UPSCALE:
+            cell = parent.cell
+            seed = parent.seeds[cell - 1] if len(parent.seeds) >= cell else request.seed + cell - 1
+            upscale = replace(
+                request,
+                mode=Mode.UPSCALE,
+                count=1,
+                seed=seed,
+                strength=0.0,
+                init_image=self._source(parent.init),
+            )
+            ui = {"source_url": parent.link} if parent.link else {}
+            return _Planned(JobKind.UPSCALE, prompt, upscale, parent.job_id, cell, parent.init, ui)
+        variation = replace(
+            request,
+            mode=Mode.VARIATION,
+            count=GRID_SIZE,
+            seed=new_seed(),
+            strength=_STRENGTH[action.variation],
+            init_image=self._source(parent.init),
+        )
+        ui = {"variation": action.variation}
+        return _Planned(JobKind.VARIATION, prompt, variation, parent.job_id, parent.cell, parent.init, ui)
+
+    def _source(self, init: str | None) -> Path | None:
+        return self.config.data_dir / init if init else None
+
+    async def _submit(self, who: Requester, text: str | None, planned: Sequence[_Planned]) -> list[JobTicket]:
+        """Check the policy and store the jobs in one transaction, then queue them, all or none."""
+        async with self.db.session() as session:
+            limits = await admit(session, who, text, len(planned), config=self.config, now=self._clock())
+            cards = [JobCard.from_job(await self._create(session, who, job)) for job in planned]
+        handles: list[JobHandle] = []
+        try:
+            for card, job in zip(cards, planned, strict=True):
+                handles.append(await self._queue(who, card.job_id, job.request, limits))
+        except QueueError as exc:
+            await self._take_back(cards, handles, user_message(exc))
+            raise
+        for card in cards:
+            log.info("job %s queued: %s by %s", card.job_id, card.kind.value, card.user_id)
+        return [self._track(card, handle) for card, handle in zip(cards, handles, strict=True)]
+
+    async def _create(self, session: AsyncSession, who: Requester, job: _Planned) -> Job:
+        return await q.create_job(
+            session,
+            kind=job.kind,
+            user_id=who.user_id,
+            guild_id=who.guild_id,
+            channel_id=who.channel_id,
+            prompt=job.prompt,
+            seed=job.request.seed,
+            params=request_to_params(job.request, init=job.init, **(job.ui or {})),
+            model=job.request.model,
+            parent_id=job.parent_id,
+            parent_index=job.parent_index,
+            now=self._clock(),
+        )
+
+    async def _queue(
+        self, who: Requester, job_id: str, request: GenerationRequest, limits: Limits
+    ) -> JobHandle:
+        # The queue enforces the member's limits too (an admin's rule may differ from the defaults).
+        return await self.queue.submit(
+            str(who.user_id),
+            request,
+            job_id=job_id,
+            max_running=limits.max_running,
+            max_waiting=limits.max_waiting,
+        )
+
+    async def _take_back(self, cards: Sequence[JobCard], handles: Sequence[JobHandle], reason: str) -> None:
+        """The queue refused job `len(handles)` of a prompt: it failed, and its siblings do not run."""
+        for handle in handles:
+            await handle.cancel()
+        refused = cards[len(handles)].job_id
+        async with self.db.session() as session:
+            await q.mark_failed(session, refused, reason, now=self._clock())
+            for card in cards:
+                if card.job_id != refused:
+                    why = f"another job of the same prompt was refused: {reason}"
+                    await q.mark_cancelled(session, card.job_id, reason=why, now=self._clock())
+
+    def _track(self, card: JobCard, handle: JobHandle) -> JobTicket:
+        if self._follower is None:
+            raise RuntimeError("JobService.start(presenter) must be called before jobs are submitted")
+        ticket = JobTicket(card, handle)
+        task = asyncio.create_task(self._follower.follow(ticket), name=f"job-{card.job_id}")
+        self._following[card.job_id] = task
+        task.add_done_callback(self._followed)
+        return ticket
+
+    def _followed(self, task: asyncio.Task[None]) -> None:
+        job_id = task.get_name().removeprefix("job-")
+        self._following.pop(job_id, None)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("following job %s failed; its owner may not have been told", job_id, exc_info=error)
+
+    # --- around jobs ----------------------------------------------------------------------
+
+    async def cancel(self, who: Requester, job_id: str | None = None) -> str:
+        """Cancel the member's job `job_id` (default: their newest waiting or running one); return its id."""
+        async with self.db.session(read_only=True) as session:
+            if job_id is None:
+                active = await q.active_jobs(session, who.user_id)
+                if not active:
+                    raise BotError("You have no waiting or running job to cancel.")
+                job = active[-1]
+            else:
+                found = await q.get_job(session, job_id)
+                if found is None or found.user_id != who.user_id:
+                    raise UnknownJob(job_id)
+                job = found
+            card = JobCard.from_job(job)
+        if job.status.finished:
+            raise BotError(f"Job `{job.id}` already {job.status.value}; there is nothing to cancel.")
+        if await self.queue.cancel(card.job_id):
+            return card.job_id  # its follower records and shows the cancellation
+        if card.job_id in self._following:
+            raise BotError(f"Job `{card.job_id}` has just finished; it is too late to cancel it.")
+        # A row no queue knows (left by a run that crashed and not resumed): end it here.
+        async with self.db.session() as session:
+            try:
+                await q.mark_cancelled(session, card.job_id, now=self._clock())
+            except JobStateError as exc:
+                raise BotError(
+                    f"Job `{card.job_id}` already {exc.status}; there is nothing to cancel."
+                ) from exc
+        await self._show_failure(card, "cancelled")
+        return card.job_id
+
+    async def info(self, who: Requester) -> UserInfo:
+        """The member's limits, today's finished usage, and their jobs in the queue."""
+        start, resets_at = day_window(self._clock())
+        async with self.db.session(read_only=True) as session:
+            rules = await q.quota_rules(session, who.guild_id)
+            usage = await q.usage_since(session, who.user_id, start, guild_id=who.guild_id)
+            jobs = await q.active_jobs(session, who.user_id)
+        limits = member_limits(rules, who, self.config)
+        active = tuple((job, self.queue.position(job.id), self.queue.estimate(job.id)) for job in jobs)
+        return UserInfo(active=active, usage=usage, limits=limits, resets_at=resets_at)
+
+    async def history(self, user_id: int, guild_id: int | None, limit: int = 10) -> list[Job]:
+        async with self.db.session(read_only=True) as session:
+            return await q.recent_jobs(session, user_id, limit=limit, guild_id=guild_id)
+
+    async def get(self, job_id: str) -> Job:
+        async with self.db.session(read_only=True) as session:
+            job = await q.get_job(session, job_id)
+        if job is None:
+            raise UnknownJob(job_id)
+        return job
+
+    async def wants_remix(self, user_id: int) -> bool:
+        """Whether the member turned remix mode on (variations then ask for a new prompt first)."""
+        async with self.db.session(read_only=True) as session:
+            return (await q.get_user_preferences(session, user_id)).remix
+
+    # --- recovery and shutdown --------------------------------------------------------------
+
+    async def _recover(self) -> tuple[int, int]:
+        """Queue again what a previous run left unfinished, or fail it with a notice: (resumed, failed)."""
+        async with self.db.session() as session:
+            recovery = await q.recover_unfinished(session, now=self._clock())
+            resumable = []
+            failed = list(recovery.failed)
+            for job in recovery.requeued:
+                if (reason := self._unrunnable(job)) is not None:
+                    failed.append(await q.mark_failed(session, job.id, reason, now=self._clock()))
+                else:
+                    resumable.append(job)
+        resumed = 0
+        for job in resumable:
+            card = JobCard.from_job(job)
+            request = params_to_request(job.params, self.config.data_dir)
+            try:
+                # Accepted before the restart: no waiting limit may refuse it now.
+                handle = await self.queue.submit(
+                    str(job.user_id), request, job_id=job.id, max_waiting=UNLIMITED
+                )
+            except QueueError as exc:
+                async with self.db.session() as session:
+                    failed.append(await q.mark_failed(session, job.id, user_message(exc), now=self._clock()))
+                continue
+            log.info("job %s resumed after restart", job.id)
+            self._track(card, handle).show_in(card.message_id)
+            resumed += 1
+        for job in failed:
+            if not _from_terminal(job):  # the terminal that started it is gone: nobody to tell
+                await self._show_failure(JobCard.from_job(job), job.error or "it could not be resumed")
+        return resumed, len(failed)
+
+    def _unrunnable(self, job: Job) -> str | None:
+        if _from_terminal(job):
+            return "it was started from the command line, which has ended"
+        init = (job.params or {}).get("init")
+        if init and not (self.config.data_dir / init).exists():
+            return "its source image is gone from the bot's disk"
+        return None
+
+    async def _show_failure(self, card: JobCard, reason: str) -> None:
+        if self.presenter is not None:
+            await self.presenter.show_failure(card, reason)
+
+    async def wait_idle(self) -> None:
+        """Wait until every submitted job has ended and been shown (shutdown, tests)."""
+        while self._following:
+            # `wait`, not `gather`: a caller that stops waiting must not cancel the followers.
+            await asyncio.wait(list(self._following.values()))
+
+    async def close(self) -> None:
+        """Stop following jobs; the queue decides what happens to them."""
+        for task in self._following.values():
+            task.cancel()
+        await asyncio.gather(*self._following.values(), return_exceptions=True)

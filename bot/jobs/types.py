@@ -1,0 +1,141 @@
+"""What the job service and its callers share: who asks, a job as its message shows it, the ticket a
+submission returns, and the `Presenter` that shows a job's life (no Discord here: `bot.presenter`
+implements it over Discord, `bot.imagine_cli` on a terminal)."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from bot.jobs.conversions import ui_params
+from bot.policy import Limits, Usage
+from bot.store.models import Job, JobKind
+from engine.images import SavedImages
+from engine.queue import JobHandle
+from engine.types import Progress
+
+__all__ = ["OPERATOR", "ButtonAction", "JobCard", "JobTicket", "Presenter", "Requester", "UserInfo"]
+
+
+class ButtonAction(enum.StrEnum):
+    UPSCALE = "u"
+    VARIATION = "v"
+    REROLL = "r"
+    VARY_STRONG = "vs"
+    VARY_SUBTLE = "vt"
+
+    @property
+    def is_variation(self) -> bool:
+        return self in (ButtonAction.VARIATION, ButtonAction.VARY_STRONG, ButtonAction.VARY_SUBTLE)
+
+    @property
+    def variation(self) -> str:
+        return "Subtle" if self is ButtonAction.VARY_SUBTLE else "Strong"
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """Who asks, and where."""
+
+    user_id: int
+    guild_id: int | None
+    channel_id: int
+    role_ids: tuple[int, ...] = ()
+    operator: bool = False
+    """The bot's owner at its terminal (`imaginebot imagine`): no member limits or quotas apply, and
+    the jobs are never resumed by the bot after a restart (nobody would see them)."""
+
+
+OPERATOR = Requester(user_id=0, guild_id=None, channel_id=0, operator=True)
+"""The requester of `imaginebot imagine`."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobCard:
+    """What a message about one job needs, detached from the database session."""
+
+    job_id: str
+    kind: JobKind
+    user_id: int
+    guild_id: int | None
+    channel_id: int
+    message_id: int | None
+    prompt: str
+    parent_index: int | None = None
+    variation: str | None = None
+    """`Strong` or `Subtle` for variations, worded as Midjourney does."""
+    source_url: str | None = None
+    """Link to the grid an upscale came from."""
+
+    @classmethod
+    def from_job(cls, job: Job) -> JobCard:
+        ui = ui_params(job)
+        return cls(
+            job_id=job.id,
+            kind=job.kind,
+            user_id=job.user_id,
+            guild_id=job.guild_id,
+            channel_id=job.channel_id,
+            message_id=job.message_id,
+            prompt=job.prompt,
+            parent_index=job.parent_index,
+            variation=ui.get("variation"),
+            source_url=ui.get("source_url"),
+        )
+
+
+class JobTicket:
+    """A job just submitted. The job service follows it from this moment until it has ended and been
+    shown; the submitter says once, with `show_in`, which message shows it."""
+
+    def __init__(self, card: JobCard, handle: JobHandle) -> None:
+        self.card = card
+        self.handle = handle
+        self._message: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+
+    def show_in(self, message_id: int | None) -> None:
+        """Show the job in message `message_id` (the answer to the member's interaction), or in a
+        message of its own when None. Only the first call counts."""
+        if not self._message.done():
+            self._message.set_result(message_id)
+
+    async def message_id(self) -> int | None:
+        """Wait for `show_in`."""
+        return await asyncio.shield(self._message)
+
+    def __repr__(self) -> str:
+        return f"<JobTicket {self.card.job_id} {self.card.kind.value}>"
+
+
+class Presenter(Protocol):
+    """Shows a job's life to its owner; each method handles (retries, logs) its own failures."""
+
+    progress_interval_s: float
+    """Progress is shown at most this often per job (the latest wins)."""
+
+    async def show_waiting(self, card: JobCard) -> int | None:
+        """Post the job's own message; return its id (None if there is no message to edit later)."""
+        ...
+
+    async def show_progress(self, card: JobCard, progress: Progress) -> None:
+        """Where the job has got to, with a preview of the images when the engine made one."""
+        ...
+
+    async def show_result(self, card: JobCard, saved: SavedImages) -> int | None:
+        """Show the images with their buttons; return the id of the message that shows them."""
+        ...
+
+    async def show_failure(self, card: JobCard, reason: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    """What /info shows: active jobs with (position, seconds left), today's finished usage, limits."""
+
+    active: tuple[tuple[Job, int | None, float | None], ...]
+    usage: Usage
+    limits: Limits
+    resets_at: datetime

@@ -1,0 +1,79 @@
+"""The composition root: config → database (migrated) → engine backend → queue → job service.
+
+`imaginebot run`, `imaginebot imagine`, the tests and the benchmarks all build the bot's services
+with `async with open_services(config) as services:`, and hand them on; nothing is created at import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from bot.config import Config
+from bot.jobs import JobService
+from bot.store.db import Database
+from bot.store.migrate import upgrade
+from engine.backend import Backend
+from engine.queue import JobQueue, LocalQueue
+
+__all__ = ["Services", "load_engine", "open_services"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the bot and the command line run on, built once."""
+
+    config: Config
+    db: Database
+    queue: JobQueue
+    jobs: JobService
+
+
+def load_engine(config: Config) -> Backend:
+    """Load the configured model (slow, synchronous: call it in a thread)."""
+    from engine.backends import load_backend
+
+    return load_backend(
+        config.model,
+        device=config.device,
+        aliases=config.model_aliases,
+        diffusion_upscale=config.diffusion_upscale,
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_services(
+    config: Config, *, backend: Backend | None = None, grace_s: float = 10.0
+) -> AsyncIterator[Services]:
+    """Build the services in order, each only once the one before it works; close them in reverse.
+
+    `backend` replaces the configured model (tests, benchmarks); it is closed on exit too. On exit,
+    running jobs get `grace_s` seconds to finish; jobs still waiting or running then stay
+    `queued`/`running` in the database, and the next start resumes them.
+    """
+    await asyncio.to_thread(config.data_dir.mkdir, parents=True, exist_ok=True)
+    await upgrade(config.database_url)
+    async with await Database.connect(config.database_url) as db:
+        if backend is None:
+            log.info("loading model %s …", config.model)
+            backend = await asyncio.to_thread(load_engine, config)
+        try:
+            queue = LocalQueue(
+                [backend],
+                max_running_per_owner=config.max_running_per_owner,
+                max_waiting_per_owner=config.max_waiting_per_owner,
+            )
+            await queue.start()
+            jobs = JobService(db=db, queue=queue, config=config)
+            try:
+                yield Services(config=config, db=db, queue=queue, jobs=jobs)
+            finally:
+                await queue.close(grace_s=grace_s)
+                await jobs.close()
+        finally:
+            await asyncio.to_thread(backend.close)
