@@ -21,10 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from bot.store.models import Job
+from bot.client import ImagineBot
+from bot.config import Config
+from bot.services import Services, open_services
+from bot.store import queries as q
 from engine.backend import Backend
-from tests.bot.discord_fixtures import BotWorld, make_settings, started_bot
-from tests.fakediscord import FakeConfig, FakeDiscord, MessageRecord
+from fakediscord import FakeConfig, FakeDiscord, MessageRecord, run_bot
 
 
 def _load(model: str) -> Backend:
@@ -37,16 +39,15 @@ def _grid_at(message: MessageRecord) -> float:
     return next(revision.at for revision in message.history if len(revision.components) == 2)
 
 
-async def _one(world: BotWorld, prompt: str, user: object) -> tuple[float, float]:
+async def _one(fake: FakeDiscord, services: Services, prompt: str, user: object) -> tuple[float, float]:
     """(Discord wall time, engine time) for one /imagine."""
-    fake = world.fake
     interaction = await fake.slash("imagine", {"prompt": prompt}, user=user)
     message = await interaction.wait_original(timeout=10)
     await fake.wait_for(lambda _: len(message.custom_ids()) == 9, timeout=600, what=f"grid of {prompt!r}")
     job_id = message.custom_ids()[0].split(":")[2]
-    await world.jobs.wait_idle()
-    async with world.bot.db.session() as session:
-        job = await session.get(Job, job_id)
+    await services.jobs.wait_idle()
+    async with services.db.session(read_only=True) as session:
+        job = await q.get_job(session, job_id)
         assert job is not None
         engine_s = job.gpu_seconds
     return _grid_at(message) - interaction.dispatched_at, engine_s
@@ -61,18 +62,21 @@ async def run(args: argparse.Namespace) -> None:
     backend = await asyncio.to_thread(_load, args.model)
     interval_s = args.heartbeat_ms / 1000
     with tempfile.TemporaryDirectory() as data:
-        settings = make_settings(Path(data), model=args.model)
+        config = Config(_env_file=None, data_dir=Path(data), model=args.model, progress_interval_s=0.5)  # type: ignore[call-arg]
         async with (
             FakeDiscord(FakeConfig(heartbeat_interval_ms=args.heartbeat_ms)) as fake,
-            started_bot(fake, settings, backend) as world,
+            open_services(config, backend=backend) as services,
+            run_bot(ImagineBot(services), fake),
         ):
             # Warm-up: the first call pays for lazy initialisation in torch and diffusers.
-            await _one(world, f"a red circle --steps {args.steps} --seed 999", fake.member)
+            await _one(fake, services, f"a red circle --steps {args.steps} --seed 999", fake.member)
 
             start = time.monotonic()
             ratios = []
             for i in range(args.rounds):
-                wall, engine = await _one(world, f"a red circle --steps {args.steps} --seed {i}", fake.member)
+                wall, engine = await _one(
+                    fake, services, f"a red circle --steps {args.steps} --seed {i}", fake.member
+                )
                 ratios.append(wall / engine)
                 print(
                     f"round {i + 1}: discord {wall:.3f} s, engine {engine:.3f} s, ratio {wall / engine:.3f}"
@@ -82,7 +86,12 @@ async def run(args: argparse.Namespace) -> None:
             start = time.monotonic()
             users = [fake.member, fake.other_member, fake.admin]
             batch = [
-                _one(world, f"a blue square --steps {args.steps} --seed {100 + i}", users[i % len(users)])
+                _one(
+                    fake,
+                    services,
+                    f"a blue square --steps {args.steps} --seed {100 + i}",
+                    users[i % len(users)],
+                )
                 for i in range(args.concurrent)
             ]
             await asyncio.gather(*batch)

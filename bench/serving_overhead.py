@@ -1,10 +1,12 @@
 """Benchmark: what `imaginebot imagine` adds on top of the raw diffusers call.
 
 For the same request, in one process and on the same pipeline object: the time from the prompt
-text to the grid encoded on disk (parse → queue → backend with progress and previews → grid and
-four images written with their recipes), divided by the raw `pipe(...)` call alone. Target: ≤ 1.05
-where the raw call takes ≥ 2 s. The tiny model draws at one fixed pixel area (its native 64×64),
-so the raw call is brought up to that time with more denoising steps rather than a larger size.
+text to the grid encoded on disk, as `imaginebot imagine` runs it on the bot's own services (parse
+→ job row → queue → backend with progress and previews → grid and four images written with their
+recipes → job row succeeded → files linked to the output), divided by the raw `pipe(...)` call
+alone. Target: ≤ 1.05 where the raw call takes ≥ 2 s. The tiny model draws at one fixed pixel area
+(its native 64×64), so the raw call is brought up to that time with more denoising steps rather than
+a larger size.
 
     PYTHONPATH=. .venv/bin/python bench/serving_overhead.py [--model tiny] [--rounds 9] [--min-raw-s 2]
 """
@@ -25,14 +27,18 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from bot.imagine_cli import OutputPlan, ProgressBar, generation_requests, quiet_libraries, run_job
-from bot.settings import load_settings
+from bot.config import load_config
+from bot.imagine_cli import OutputPlan, ProgressBar, TerminalPresenter, quiet_libraries, run_prompt
+from bot.jobs import JobService
+from bot.jobs.conversions import to_generation_request
+from bot.prompt import parse
+from bot.services import open_services
 from engine.backends import load_backend
-from engine.backends.diffusers import DiffusersBackend
-from engine.queue import LocalQueue
+from engine.backends.diffusion import DiffusersBackend
 from engine.types import GenerationRequest, GenerationResult
 
-PROMPT = "a red circle on a blue background --seed 7"
+SEED = 7
+PROMPT = f"a red circle on a blue background --seed {SEED}"
 MAX_STEPS = 150  # the most `--steps` the prompt parser accepts
 
 
@@ -68,45 +74,47 @@ def raw_call(
 
 
 async def served(
-    queue: LocalQueue, text: str, settings: Any, directory: Path
-) -> tuple[tuple[float, float], Any]:
+    jobs: JobService, text: str, presenter: TerminalPresenter, directory: Path
+) -> tuple[float, float]:
     """Prompt text to files on disk, as `imaginebot imagine` does it (progress bar drawn to memory)."""
     clock = Clock()
-    request = generation_requests(text, settings)[0]
-    saved = await run_job(queue, request, OutputPlan(directory, "grid"), bar=ProgressBar(io.StringIO()))
-    return clock.read(), saved
+    await run_prompt(jobs, text, [OutputPlan(directory, "grid")], presenter)
+    return clock.read()
 
 
 async def main_async(model: str, rounds: int, min_raw_s: float) -> None:
     quiet_libraries()
-    settings = load_settings(model=model, device="cpu")
     backend = load_backend(model, device="cpu")
     assert isinstance(backend, DiffusersBackend)
     pipe = backend.model.text2img
+    presenter = TerminalPresenter(ProgressBar(io.StringIO()), io.StringIO(), io.StringIO())
     with tempfile.TemporaryDirectory() as tmp:
-        directory = Path(tmp)
-        async with LocalQueue([backend]) as queue:
+        directory = Path(tmp) / "out"
+        directory.mkdir()
+        config = load_config(model=model, device="cpu", data_dir=Path(tmp) / "data")
+        async with open_services(config, backend=backend) as services:
+            await services.jobs.start(presenter, recover=False)
             # 1. Calibrate: enough steps that the raw call takes at least `min_raw_s`. The served
             #    warm-up also tells the size and guidance the backend chose, and sets its scheduler.
-            request = generation_requests(f"{PROMPT} --steps 10", settings)[0]
-            result = await (await queue.submit("bench", request)).result()
+            request = to_generation_request(parse(f"{PROMPT} --steps 10")[0], seed=SEED)
+            result = await (await services.queue.submit("bench", request)).result()
             (raw_s, _), _ = raw_call(pipe, request, result)
             steps = min(MAX_STEPS, max(10, math.ceil(10 * min_raw_s * 1.15 / raw_s)))
             text = f"{PROMPT} --steps {steps}"
-            request = generation_requests(text, settings)[0]
+            request = to_generation_request(parse(text)[0], seed=SEED)
             result = dataclasses.replace(result, steps=steps)
             size = f"{result.width}x{result.height}"
             print(f"model={model}: 4 images of {size}, {steps} steps, cfg {result.cfg:g}")
-            await served(queue, text, settings, directory)  # warm-up at the measured size
+            await served(services.jobs, text, presenter, directory)  # warm-up at the measured size
 
             # 2. Alternate raw and served runs so drift on a noisy machine hits both alike.
             raws, serves, same = [], [], True
             for _ in range(rounds):
                 raw_s, raw_images = raw_call(pipe, request, result)
-                serve_s, saved = await served(queue, text, settings, directory)
+                serves.append(await served(services.jobs, text, presenter, directory))
                 raws.append(raw_s)
-                serves.append(serve_s)
-                same = same and _same_pixels(raw_images, saved.images)
+                cells = [directory / f"grid-{n}.png" for n in range(1, 5)]
+                same = same and _same_pixels(raw_images, cells)
     for kind, pick in (("wall", 0), ("cpu", 1)):
         raw = [times[pick] for times in raws]
         serve = [times[pick] for times in serves]

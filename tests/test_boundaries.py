@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,8 +12,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = {
     "engine": {"discord", "sqlalchemy", "alembic", "aiosqlite", "bot"},
-    "bot/prompt.py": {"discord", "sqlalchemy"},
-    "bot/policy.py": {"discord"},
+    "engine/queue/_scheduler.py": {"asyncio", "threading"},  # the policy is pure bookkeeping
+    "bot/prompt": {"discord", "sqlalchemy"},
+    "bot/policy.py": {"discord", "sqlalchemy"},
+    "bot/jobs": {"discord"},
+    "bot/store": {"discord"},
+    "bot/errors.py": {"discord"},
 }
 
 
@@ -47,3 +53,13 @@ def test_scanner_sees_imports(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
     sample.write_text("import discord.ext\nfrom sqlalchemy.orm import Mapped\nfrom . import sibling\n")
     assert _imported_top_levels(sample) == {"discord", "sqlalchemy"}
+
+
+def test_the_core_and_the_command_line_never_load_discord() -> None:
+    # Transitively, at run time: `imaginebot imagine` and the job service run without discord.py.
+    code = (
+        "import sys, bot.jobs, bot.services, bot.imagine_cli, bot.policy, bot.errors; "
+        "print(sorted(m for m in sys.modules if m == 'discord' or m.startswith('discord.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
