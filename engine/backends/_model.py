@@ -7,6 +7,7 @@ with `from_pipe`, so all three share the same UNet, VAE and text encoder tensors
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,28 +116,23 @@ class LoadedModel:
         self.family: Family = detect_family(pipe, model_id, tiny=tiny)
         self.schedulers = SchedulerCache(pipe.scheduler)
         self.previewer = LatentPreviewer(pipe.vae, int(pipe.vae_scale_factor))
-        self._img2img: Any = None
-        self._inpaint: Any = None
 
-    @property
+    @functools.cached_property
     def img2img(self) -> Any:
         """The image-to-image pipeline, sharing every weight with `text2img`."""
-        if self._img2img is None:
-            from diffusers import AutoPipelineForImage2Image
+        return self._derive("AutoPipelineForImage2Image")
 
-            self._img2img = AutoPipelineForImage2Image.from_pipe(self.text2img)
-            self._img2img.set_progress_bar_config(disable=True)
-        return self._img2img
-
-    @property
+    @functools.cached_property
     def inpaint(self) -> Any:
         """The inpainting pipeline, sharing every weight with `text2img`."""
-        if self._inpaint is None:
-            from diffusers import AutoPipelineForInpainting
+        return self._derive("AutoPipelineForInpainting")
 
-            self._inpaint = AutoPipelineForInpainting.from_pipe(self.text2img)
-            self._inpaint.set_progress_bar_config(disable=True)
-        return self._inpaint
+    def _derive(self, auto_pipeline: str) -> Any:
+        import diffusers
+
+        pipe = getattr(diffusers, auto_pipeline).from_pipe(self.text2img)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
 
     @contextlib.contextmanager
     def seamless(self, enabled: bool) -> Iterator[None]:
@@ -163,7 +159,9 @@ class LoadedModel:
 
     def close(self) -> None:
         """Drop the pipelines and give the device memory back."""
-        self.text2img = self._img2img = self._inpaint = None
+        self.text2img = None
+        for derived in ("img2img", "inpaint"):
+            self.__dict__.pop(derived, None)  # cached_property keeps its value here
         gc.collect()
         free_device_memory()
 
