@@ -73,10 +73,16 @@ class DiscordPresenter:
         return self.client.get_partial_messageable(card.channel_id, guild_id=card.guild_id)
 
     async def _send(self, card: JobCard, make: Callable[[], dict[str, Any]]) -> int:
+        """Post a new message from `make()`'s edit arguments (`attachments` become `files`)."""
+
         async def send() -> int:
             # Fresh kwargs per try: discord.py closes the files it uploaded.
+            kwargs = make()
+            kwargs["files"] = kwargs.pop("attachments", [])
+            if kwargs.get("view", ...) is None:
+                del kwargs["view"]  # "remove the buttons" is for edits; a new message has none
             message = await self._channel(card).send(
-                allowed_mentions=render.only_mention(card.user_id), **make()
+                allowed_mentions=render.only_mention(card.user_id), **kwargs
             )
             return message.id
 

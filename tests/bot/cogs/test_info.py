@@ -8,7 +8,8 @@ from pathlib import Path
 from sqlalchemy import select
 
 from bot.presenter import DiscordPresenter
-from bot.store.models import Job, JobStatus
+from bot.store import queries as q
+from bot.store.models import Job, JobKind, JobStatus
 from engine.simulated import SimulatedBackend
 from fakediscord import FakeDiscord
 from tests.bot.discord_fixtures import imagine_grid, make_config, started_bot
@@ -89,6 +90,54 @@ async def test_info_history_show_and_cancel(fake_discord: FakeDiscord, tmp_path:
         async with world.bot.db.session() as session:
             statuses = sorted(job.status for job in (await session.scalars(select(Job))).all())
         assert statuses == sorted([JobStatus.SUCCEEDED, JobStatus.CANCELLED, JobStatus.SUCCEEDED])
+
+
+async def test_cancel_ends_a_row_no_queue_knows_and_refuses_a_finished_job(
+    fake_discord: FakeDiscord, tmp_path: Path
+) -> None:
+    async with started_bot(fake_discord, make_config(tmp_path), SimulatedBackend(seconds=0.01)) as world:
+        fake = fake_discord
+        grid = await imagine_grid(world, "a finished job")
+        done_id = grid.custom_ids()[0].split(":")[2]
+        # A row left queued with nothing in the queue behind it (as a crashed process would leave it).
+        async with world.bot.db.session() as session:
+            stale = await q.create_job(
+                session,
+                kind=JobKind.IMAGINE,
+                user_id=fake.member.user.id,
+                guild_id=fake.guild.id,
+                channel_id=fake.channel.id,
+                prompt="a stale row",
+                seed=1,
+            )
+        answer = await (await fake.slash("cancel", {"job": stale.id})).response(timeout=3)
+        assert answer.data["content"] == f"Cancelled job `{stale.id}`."
+        notice = await fake.wait_for_message(lambda m: m.content.startswith("**a stale row**"), timeout=5)
+        assert notice.content.endswith("(cancelled)")
+        assert (await world.jobs.get(stale.id)).status is JobStatus.CANCELLED
+
+        again = await (await fake.slash("cancel", {"job": done_id})).response(timeout=3)
+        assert again.data["flags"] & EPHEMERAL
+        assert "already succeeded; there is nothing to cancel" in again.data["content"]
+
+
+async def test_a_result_whose_message_was_deleted_is_posted_anew(
+    fake_discord: FakeDiscord, tmp_path: Path
+) -> None:
+    gate = threading.Event()
+    async with started_bot(fake_discord, make_config(tmp_path), SimulatedBackend(gate=gate)) as world:
+        fake = fake_discord
+        interaction = await fake.slash("imagine", {"prompt": "an orphaned grid"})
+        fake.delete_message(await interaction.wait_original())  # someone deleted it while it waited
+        gate.set()
+        await world.jobs.wait_idle()
+        (posted,) = [
+            m for m in fake.messages_in(fake.channel) if m.content.startswith("**an orphaned grid**")
+        ]
+        assert len(posted.custom_ids()) == 9
+        assert posted.attachments
+        job = await world.jobs.get(posted.custom_ids()[0].split(":")[2])
+        assert job.message_id == posted.id
 
 
 async def test_when_discord_keeps_failing_the_result_is_kept_and_show_reposts_it(
