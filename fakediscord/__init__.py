@@ -1,6 +1,6 @@
 """A loopback fake Discord: REST + gateway on 127.0.0.1 that drives the real, unmodified discord.py client.
 
-Fixtures (tests/bot/conftest.py and fakediscord/conftest.py):
+Fixtures (`fakediscord.fixtures`, offered by tests/bot/conftest.py and tests/fakediscord/conftest.py):
     fake_discord          a started `FakeDiscord`; discord.py's `Route.BASE` and
                           `DiscordWebSocket.DEFAULT_GATEWAY` point at it until the test ends.
     fake_discord_config   the `FakeConfig` it is built with; override the fixture to change
