@@ -38,6 +38,8 @@ class Config(BaseSettings):
     discord_token: str | None = Field(default=None, validation_alias=AliasChoices("DISCORD_TOKEN"))
     dev_guild_id: int | None = None
     """Sync slash commands to this guild only (instant) instead of globally (up to an hour)."""
+    shards: int | None = Field(default=None, ge=1)
+    """Gateway shards to run; None = as many as Discord recommends for the bot's size."""
 
     # --- storage --------------------------------------------------------------------------
     data_dir: Path = Path("data")
@@ -48,9 +50,18 @@ class Config(BaseSettings):
     """A Hugging Face hub id, a local diffusers folder, or `tiny` (the built-in offline model)."""
     model_aliases: dict[str, str] = Field(default_factory=dict)
     """`--v`/`--niji` choices, as JSON: {"6": "stabilityai/sdxl-turbo", "niji": "/models/anime"}."""
-    device: Literal["auto", "cuda", "cpu", "mps"] = "auto"
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    """auto, cpu, mps, cuda, or one GPU of several: cuda:1."""
     diffusion_upscale: bool = True
     """U buttons run a diffusion image-to-image pass over the enlarged image; off = plain resampling."""
+
+    # --- scaling out ------------------------------------------------------------------------
+    queue_url: str | None = None
+    """redis://… : jobs run on `imaginebot worker` processes through Redis; None = in this process."""
+    queue_prefix: str = Field(default="imaginebot", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
+    """The prefix of every Redis key, so several bots can share one Redis."""
+    lease_s: float = Field(default=30.0, ge=1.0, le=3600.0)
+    """A worker that has not renewed its claim on a job this long is taken for dead; the job runs again."""
 
     # --- limits ---------------------------------------------------------------------------
     max_prompt_length: int = Field(default=2000, ge=10)

@@ -116,7 +116,7 @@ def create_engine(url: str | URL, *, foreign_keys: bool = True, echo: bool = Fal
     except (NoSuchModuleError, InvalidRequestError, ImportError) as exc:
         raise DatabaseUnavailable(
             f"DATABASE_URL {display_url(parsed)} needs an async driver that is installed, like "
-            "sqlite+aiosqlite:// or postgresql+asyncpg:// (pip install 'imaginebot[postgres]'); "
+            "sqlite+aiosqlite:// or postgresql+asyncpg://; "
             f"SQLAlchemy said: {exc}"
         ) from exc
     if parsed.get_backend_name() == "sqlite":
