@@ -1,9 +1,11 @@
 """Fixtures: a migrated database per test, on SQLite and on PostgreSQL.
 
-PostgreSQL: `IMAGINE_TEST_POSTGRES_URL` (an admin URL, e.g. postgresql+asyncpg://postgres@localhost/postgres)
-names a server to use; otherwise a throwaway cluster is started from the local PostgreSQL install
-(`initdb`/`pg_ctl`, as the `postgres` user when running as root), listening on a socket only. When
-neither is possible the PostgreSQL cases are skipped and say why.
+PostgreSQL: `IMAGINE_TEST_POSTGRES_URL` names a server to use (CI sets it), as an admin URL such as
+postgresql://postgres@127.0.0.1:5432/postgres; one that does not answer is an error. Otherwise a throwaway
+cluster is started from the local PostgreSQL install (`initdb`/`pg_ctl`, as the `postgres` user when running
+as root), listening on a socket only. When neither is possible the PostgreSQL cases are skipped and say why.
+Every database a test session creates has a random name and is dropped at the end, so sessions sharing one
+server never meet.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import pytest
 from sqlalchemy import make_url, text
 
 from bot.store import Base, Database
-from bot.store.db import create_engine
+from bot.store.db import create_engine, display_url, normalize_url
 from bot.store.migrate import upgrade
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -62,7 +64,15 @@ def postgres_admin_url() -> Iterator[str]:
         pytest.skip("asyncpg is not installed (pip install -e '.[postgres]')")
     given = os.environ.get("IMAGINE_TEST_POSTGRES_URL")
     if given:
-        yield given
+        url = normalize_url(given).render_as_string(hide_password=False)
+        try:
+            _blocking(_admin(url, "SELECT 1"))
+        except Exception as exc:
+            raise RuntimeError(
+                f"IMAGINE_TEST_POSTGRES_URL={display_url(given)} is set, but that PostgreSQL does not "
+                f"answer: {exc}"
+            ) from exc
+        yield url
         return
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if initdb is None or pg_ctl is None:
@@ -106,6 +116,12 @@ def _blocking(work: Coroutine[Any, Any, object]) -> None:
         pool.submit(asyncio.run, work).result()
 
 
+def _create_database(name: str) -> str:
+    # From template0, which takes no connections: copying template1 fails while anyone on the shared
+    # server is connected to it.
+    return f"CREATE DATABASE {name} TEMPLATE template0"
+
+
 def _database_url(admin_url: str, name: str) -> str:
     return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
@@ -119,13 +135,16 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_migrated(postgres_admin_url: str) -> str:
+def postgres_migrated(postgres_admin_url: str) -> Iterator[str]:
     """A PostgreSQL database migrated once per session; each test empties it afterwards."""
     name = f"imaginebot_migrated_{uuid.uuid4().hex[:12]}"
-    _blocking(_admin(postgres_admin_url, f"CREATE DATABASE {name}"))
-    url = _database_url(postgres_admin_url, name)
-    _blocking(upgrade(url))
-    return url
+    _blocking(_admin(postgres_admin_url, _create_database(name)))
+    try:
+        url = _database_url(postgres_admin_url, name)
+        _blocking(upgrade(url))
+        yield url
+    finally:
+        _blocking(_admin(postgres_admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 @pytest.fixture
@@ -142,7 +161,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 async def _postgres_database(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     admin_url: str = request.getfixturevalue("postgres_admin_url")
     name = f"imaginebot_test_{uuid.uuid4().hex[:12]}"
-    await _admin(admin_url, f"CREATE DATABASE {name}")
+    await _admin(admin_url, _create_database(name))
     try:
         yield _database_url(admin_url, name)
     finally:
