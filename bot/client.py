@@ -1,7 +1,11 @@
-"""The `commands.Bot` subclass: receives the services, loads one cog per feature, resumes jobs.
+"""The `commands.AutoShardedBot` subclass: receives the services, loads one cog per feature, resumes jobs.
 
 Nothing is built here: `bot.services` builds the config, database, queue and job service and the
 bot is handed them, so tests start the same bot against a fake Discord and a simulated engine.
+
+Sharded in one process: `IMAGINE_SHARDS` gateway sessions, or as many as Discord's `GET /gateway/bot`
+recommends. `setup_hook` still runs once, before the first shard connects; `on_ready` fires once every
+shard has received its guilds, `on_shard_ready` once per shard.
 """
 
 from __future__ import annotations
@@ -35,11 +39,12 @@ class _Tree(app_commands.CommandTree["ImagineBot"]):
         await report_error(interaction, error)
 
 
-class ImagineBot(commands.Bot):
+class ImagineBot(commands.AutoShardedBot):
     """The Discord bot; `async with ImagineBot(services) as bot: await bot.start(token)`."""
 
     def __init__(self, services: Services, **options: Any) -> None:
         options.setdefault("intents", INTENTS)
+        options.setdefault("shard_count", services.config.shards)  # None: Discord's recommendation
         super().__init__(command_prefix=commands.when_mentioned, tree_cls=_Tree, help_command=None, **options)
         self.config = services.config
         self.db = services.db
@@ -66,7 +71,15 @@ class ImagineBot(commands.Bot):
             synced = await self.tree.sync()
             log.info("synced %d commands globally (Discord may take up to an hour to show them)", len(synced))
 
+    async def on_shard_ready(self, shard_id: int) -> None:
+        guilds = sum(1 for guild in self.guilds if guild.shard_id == shard_id)
+        log.info("shard %d of %s ready with %d guilds", shard_id, self.shard_count, guilds)
+
     async def on_ready(self) -> None:
         log.info(
-            "logged in as %s (%s) in %d guilds", self.user, getattr(self.user, "id", "?"), len(self.guilds)
+            "logged in as %s (%s) in %d guilds on %s shards",
+            self.user,
+            getattr(self.user, "id", "?"),
+            len(self.guilds),
+            self.shard_count,
         )

@@ -5,7 +5,8 @@ Fixtures (`fakediscord.fixtures`, offered by tests/bot/conftest.py and tests/fak
                           `DiscordWebSocket.DEFAULT_GATEWAY` point at it until the test ends.
     fake_discord_config   the `FakeConfig` it is built with; override the fixture to change
                           `ack_deadline_s`, `token_lifetime_s`, `attachment_size_limit`,
-                          `heartbeat_interval_ms`, `max_content_length`, `bot_token`.
+                          `heartbeat_interval_ms`, `max_content_length`, `bot_token`,
+                          `recommended_shards`, `max_guilds_per_session`.
 
 Running a bot:
     async with run_bot(bot, fake_discord) as running:   # reconnect=False, waits for READY + command sync
@@ -15,7 +16,8 @@ Running a bot:
     traceback), or if it called a REST route the fake does not know (`allow_unknown_routes=True`
     to permit). `await running.wait_for_error()` / `running.take_errors()` for expected ones.
     Options: token=, timeout=, require_sync= (default True: wait for a PUT of the command list),
-    fast_ready= (default True: 0.05 s instead of discord.py's 2 s wait for more GUILD_CREATEs).
+    fast_ready= (default True: 0.05 s instead of discord.py's 2 s wait for more GUILD_CREATEs, and
+    no 5 s pause between shards' IDENTIFYs).
 
 Acting as users (each returns an `InteractionRecord`):
     await fake.slash("imagine", {"prompt": "a cat"}, user=fake.member, channel="general", permissions=0x20)
@@ -28,6 +30,16 @@ Acting as users (each returns an `InteractionRecord`):
     A command whose `default_member_permissions` the user lacks raises `FakeDiscordError`, as
     Discord would not offer it. `fake.member` / `fake.other_member` are plain members,
     `fake.admin` has every permission; `fake.guild`, `fake.channel` (#general), `fake.bot_user`.
+    `fake.add_guild(shard=(1, 2))` adds a guild (its id on that shard) before or while a bot runs;
+    act in it with `guild=`.
+
+Sharding, as on Discord: `GET /gateway/bot` recommends `FakeConfig.recommended_shards` (default 1);
+each IDENTIFY's `shard: [id, count]` (none = [0, 1]) makes that session serve the guilds with
+`(guild_id >> 22) % count == id` (READY, GUILD_CREATE, message events, interactions) and, on shard
+0, DMs. A shard out of range is closed with 4010, a session over `max_guilds_per_session` guilds
+with 4011 (`fake.state.gateway_refusals`). `interaction.shard` is the `(id, count)` it went to;
+each of `fake.sessions` has `.shard` and `.dispatched` ((event, guild id) sent); `await
+fake.session_for(guild_id)` waits for the session serving a guild.
 
 Reading what happened (`fake.state`, a `FakeState`):
     record = await interaction.response(timeout=3)     # first CallbackRecord (type, data, at, files)

@@ -135,13 +135,17 @@ async def run_bot(
     """Start `bot` against `fake` (reconnect=False), wait for READY and its command sync, yield, then
     close it and fail the test if any handler exception happened.
 
-    `fast_ready` shortens discord.py's wait for more GUILD_CREATEs after READY (2 s by default).
+    `fast_ready` shortens discord.py's wait for more GUILD_CREATEs after READY (2 s by default) and,
+    unless the bot overrides `before_identify_hook`, skips its 5 s pause before each shard's IDENTIFY
+    after the first (Discord's identify rate limit, which the fake does not enforce).
     A REST call to a route the fake does not know also fails the test unless `allow_unknown_routes`.
     `error_loggers` names the loggers whose tracebacks at ERROR fail the test (add the bot's own).
     """
     running = RunningBot(bot, fake)
     if fast_ready:
         bot._connection.guild_ready_timeout = 0.05
+        if type(bot).before_identify_hook is discord.Client.before_identify_hook:
+            bot.before_identify_hook = _identify_at_once  # type: ignore[method-assign]
     syncs_before = len(fake.state.command_syncs)
     unknown_before = len(fake.state.unknown_routes)
     crashes_before = len(fake.state.internal_errors)
@@ -175,6 +179,10 @@ async def run_bot(
         raise AssertionError(
             f"{len(running.errors)} exception(s) reached discord.py's error handlers:\n{details}"
         ) from (running.errors[0].error)
+
+
+async def _identify_at_once(shard_id: int | None, *, initial: bool = False) -> None:
+    """`before_identify_hook` without discord.py's 5 s pause between shards."""
 
 
 async def _wait_started(bot: discord.Client, task: asyncio.Task[None], timeout: float) -> None:  # noqa: ASYNC109 - a bounded wait is this helper's API

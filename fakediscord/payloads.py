@@ -26,6 +26,8 @@ __all__ = [
     "default_guild",
     "iso_now",
     "new_snowflake",
+    "shard_of",
+    "snowflake_on_shard",
 ]
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
@@ -42,6 +44,21 @@ JSON = dict[str, Any]
 def new_snowflake() -> int:
     """A fresh, increasing Discord-style id whose timestamp part is now."""
     ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
+    return (ms << 22) | (next(_counter) & 0x3FFFFF)
+
+
+def shard_of(guild_id: int, shard_count: int) -> int:
+    """The shard Discord serves a guild on: `(guild_id >> 22) % shard_count`."""
+    return (guild_id >> 22) % shard_count
+
+
+def snowflake_on_shard(shard_id: int, shard_count: int) -> int:
+    """A fresh id whose guild would live on shard `shard_id` of `shard_count` (its time is at most
+    `shard_count - 1` ms ago)."""
+    if not 0 <= shard_id < shard_count:
+        raise ValueError(f"shard {shard_id} does not exist among {shard_count} shards (ids run 0 to count-1)")
+    ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
+    ms -= (ms - shard_id) % shard_count
     return (ms << 22) | (next(_counter) & 0x3FFFFF)
 
 
@@ -239,7 +256,9 @@ class World:
         return self.owner if self.owner.id == user_id else None
 
 
-def default_guild(*, guild_id: int | None = None, owner: FakeUser | None = None) -> FakeGuild:
+def default_guild(
+    *, guild_id: int | None = None, owner: FakeUser | None = None, name: str = "Test Guild"
+) -> FakeGuild:
     """One guild with #general and #other, an Admin role, an admin member and a plain member."""
     gid = guild_id or new_snowflake()
     admin_role = FakeRole(
@@ -251,7 +270,7 @@ def default_guild(*, guild_id: int | None = None, owner: FakeUser | None = None)
     other = FakeMember(user=FakeUser(id=new_snowflake(), name="bob"))
     return FakeGuild(
         id=gid,
-        name="Test Guild",
+        name=name,
         owner_id=owner.id,
         channels=(
             FakeChannel(id=new_snowflake(), name="general", guild_id=gid),

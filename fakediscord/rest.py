@@ -100,7 +100,7 @@ class RestApi:
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
         r = self._route
         r("GET", "/gateway", self.get_gateway)
-        r("GET", "/gateway/bot", self.get_gateway)
+        r("GET", "/gateway/bot", self.get_bot_gateway)
         r("GET", "/users/@me", self.get_me)
         r("GET", "/users/{uid}", self.get_user)
         r("POST", "/users/@me/channels", self.create_dm)
@@ -219,8 +219,12 @@ class RestApi:
     # --- identity and application ----------------------------------------------------------------------
 
     async def get_gateway(self, **_: Any) -> JSON:
+        return {"url": self.fake.gateway_url.rstrip("/")}
+
+    async def get_bot_gateway(self, **_: Any) -> JSON:
         limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
-        return {"url": self.fake.gateway_url.rstrip("/"), "shards": 1, "session_start_limit": limit}
+        shards = self.fake.config.recommended_shards
+        return {"url": self.fake.gateway_url.rstrip("/"), "shards": shards, "session_start_limit": limit}
 
     async def get_me(self, **_: Any) -> JSON:
         return self.fake.world.bot_user.to_payload() | {"verified": True, "mfa_enabled": False}

@@ -8,8 +8,8 @@ import asyncio
 import secrets
 import socket
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
@@ -32,6 +32,7 @@ from fakediscord.payloads import (
     World,
     default_guild,
     new_snowflake,
+    snowflake_on_shard,
 )
 from fakediscord.rest import Failure, RestApi
 from fakediscord.rules import error_body
@@ -40,7 +41,7 @@ from fakediscord.state import FakeState, InteractionRecord, MessageRecord
 __all__ = ["FakeConfig", "FakeDiscord", "FakeDiscordError"]
 
 ALL_PERMISSIONS = (1 << 41) - 1
-GUILD_MESSAGES, DIRECT_MESSAGES, MESSAGE_CONTENT = 1 << 9, 1 << 12, 1 << 15
+GUILD_MESSAGES, DIRECT_MESSAGES = 1 << 9, 1 << 12
 UserLike = FakeMember | FakeUser | int
 
 
@@ -59,6 +60,10 @@ class FakeConfig:
     max_content_length: int = 2000
     bot_token: str | None = None
     """If set, REST calls must carry `Authorization: Bot <this>` (else 401, as for a bad token)."""
+    recommended_shards: int = 1
+    """The shard count `GET /gateway/bot` recommends (what discord.py runs without a `shard_count`)."""
+    max_guilds_per_session: int = 2500
+    """An IDENTIFY whose session would serve more guilds is closed with 4011 (Sharding required)."""
 
 
 def default_world() -> World:
@@ -89,6 +94,7 @@ class FakeDiscord:
         """Listen on 127.0.0.1 at a free port."""
         app = web.Application(client_max_size=1024**3)
         app.router.add_get("/gateway/", self._gateway)
+        app.router.add_get("/gateway", self._gateway)  # `GET /gateway/bot`'s url, as Discord's, has no path
         app.router.add_get("/attachments/{aid}/{filename}", self._serve_attachment)
         app.router.add_route("*", "/{tail:.*}", self.rest.handle)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
@@ -179,6 +185,18 @@ class FakeDiscord:
                     return channel
         return next((c for c in self._dm_channels.values() if c.id == channel_id), None)
 
+    def add_guild(self, *, shard: tuple[int, int] | None = None, name: str = "Second Guild") -> FakeGuild:
+        """Another guild like the first (#general, #other; owner, alice, bob), on shard `(id, count)`
+        if given. Sessions already serving it get its GUILD_CREATE, as when a bot joins a server."""
+        guild_id = snowflake_on_shard(*shard) if shard is not None else new_snowflake()
+        guild = default_guild(guild_id=guild_id, owner=self.world.owner, name=name)
+        self.world = replace(self.world, guilds=(*self.world.guilds, guild))
+        for session in self.sessions:
+            if session.ready and session.serves(guild_id):
+                payload = guild.to_payload(extra_members=(session.bot_member(),))
+                self._in_background(session.dispatch("GUILD_CREATE", payload))
+        return guild
+
     def dm_channel(self, user: FakeUser) -> FakeChannel:
         """The bot's DM channel with this user (created on first use)."""
         if user.id not in self._dm_channels:
@@ -230,6 +248,16 @@ class FakeDiscord:
         )
         return next(s for s in self.sessions if s.ready)
 
+    async def session_for(self, guild_id: int | None, timeout: float = 5.0) -> GatewaySession:  # noqa: ASYNC109 - a bounded wait is this helper's API
+        """The newest identified session serving this guild (None: DMs, shard 0); waits for one."""
+
+        def serving() -> list[GatewaySession]:
+            return [s for s in self.sessions if s.ready and s.serves(guild_id)]
+
+        what = f"a gateway session serving guild {guild_id}"
+        await self.wait_for(lambda _: bool(serving()), timeout=timeout, what=what)
+        return serving()[-1]
+
     async def wait_until_synced(self, count: int = 1, timeout: float = 10.0) -> GatewaySession:  # noqa: ASYNC109
         """Wait until a client has identified and `count` command syncs happened (for subprocess bots)."""
         await self.wait_for(lambda s: len(s.command_syncs) >= count, timeout=timeout, what="a command sync")
@@ -262,27 +290,17 @@ class FakeDiscord:
             body |= {"retry_after": 0.1, "global": False}
         self.rest.failures.append(Failure(route_pattern, status, times, body))
 
-    def emit(self, event: str, data: JSON, *, intent: int | None = None) -> None:
-        """Dispatch in the background to identified clients whose intents include `intent`."""
+    def emit(self, event: str, data: JSON, *, guild_id: int | None, intent: int | None = None) -> None:
+        """Dispatch in the background to identified clients serving `guild_id` (None: DMs) whose
+        intents include `intent`."""
         for session in self.sessions:
-            intents = int((session.identify or {}).get("intents") or 0)
-            if session.ready and (intent is None or intents & intent):
-                task = asyncio.get_running_loop().create_task(
-                    session.dispatch(event, self._for(session, data))
-                )
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            if session.ready and session.serves(guild_id) and session.has_intent(intent):
+                self._in_background(session.dispatch(event, session.visible(data)))
 
-    def _for(self, session: GatewaySession, data: JSON) -> JSON:
-        # Without the message content intent Discord blanks what a user wrote, unless it mentions the bot.
-        intents = int((session.identify or {}).get("intents") or 0)
-        author = data.get("author") or {}
-        mentioned = f"<@{self.bot_user.id}>" in str(data.get("content", ""))
-        if "content" not in data or intents & MESSAGE_CONTENT or mentioned:
-            return data
-        if author.get("id") == str(self.bot_user.id):
-            return data
-        return data | {"content": "", "embeds": [], "attachments": [], "components": []}
+    def _in_background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def message_event(self, event: str, message: MessageRecord) -> None:
         """MESSAGE_CREATE/UPDATE/DELETE as Discord sends them (never for ephemeral messages)."""
@@ -295,7 +313,7 @@ class FakeDiscord:
                 data["guild_id"] = str(message.guild_id)
         else:
             data = message.to_payload(self.url)
-        self.emit(event, data, intent=intent)
+        self.emit(event, data, guild_id=message.guild_id, intent=intent)
 
     def delete_message(self, message: MessageRecord) -> None:
         message.deleted = True
@@ -305,8 +323,8 @@ class FakeDiscord:
         self, content: str, *, user: UserLike | None = None, channel: FakeChannel | str | int | None = None
     ) -> MessageRecord:
         """A user writes `content` in a channel (default #general); the bot gets MESSAGE_CREATE."""
-        await self.wait_until_identified()
         guild, place = self._place(None, channel)
+        await self.session_for(place.guild_id)
         member = self._member(user, guild)
         message = MessageRecord(
             id=new_snowflake(),
@@ -321,12 +339,12 @@ class FakeDiscord:
         self.state.notify()
         return message
 
-    async def dispatch(self, event: str, data: JSON) -> None:
-        """Send a gateway dispatch to the newest identified client (Discord sends each interaction to
-        one connection; after a restart that is the new process)."""
-        await self.wait_until_identified()
-        session = [s for s in self.sessions if s.ready][-1]
+    async def dispatch(self, event: str, data: JSON, *, guild_id: int | None = None) -> GatewaySession:
+        """Send a gateway dispatch to the newest identified client serving `guild_id` (Discord sends
+        each interaction to one connection, the guild's shard; after a restart the new process)."""
+        session = await self.session_for(guild_id)
         await session.dispatch(event, data)
+        return session
 
     # --- acting as users -----------------------------------------------------------------------------
 
@@ -355,7 +373,7 @@ class FakeDiscord:
         message: MessageRecord | None = None,
         locale: str = "en-US",
     ) -> InteractionRecord:
-        await self.wait_until_identified()
+        session = await self.session_for(guild.id)
         interaction_id = new_snowflake()
         token = f"aW50ZXJhY3Rpb246{interaction_id}:" + secrets.token_urlsafe(24)
         resolved_member = FakeMember(
@@ -394,10 +412,11 @@ class FakeDiscord:
             dispatched_at=time.monotonic(),
             state=self.state,
             message_id=message.id if message is not None else None,
+            shard=session.shard,
         )
         self.state.interactions[interaction_id] = record
         self.tokens[token] = record
-        await self.dispatch("INTERACTION_CREATE", payload)
+        await session.dispatch("INTERACTION_CREATE", payload)
         self.state.notify()
         return record
 

@@ -203,6 +203,8 @@ class InteractionRecord:
     state: FakeState = field(repr=False)
     message_id: int | None = None
     """For a component or modal interaction: the message it came from."""
+    shard: tuple[int, int] = (0, 1)
+    """`(shard_id, shard_count)` of the gateway session it was dispatched on."""
     callbacks: list[CallbackRecord] = field(default_factory=list)
     original_message_id: int | None = None
     followup_ids: list[int] = field(default_factory=list)
@@ -306,6 +308,9 @@ class FakeState:
     """Exceptions inside the fake itself (its bugs, or a request it cannot parse)."""
     heartbeats: list[float] = field(default_factory=list)
     identifies: list[JSON] = field(default_factory=list)
+    """Every IDENTIFY payload received, refused ones included."""
+    gateway_refusals: list[tuple[int, str]] = field(default_factory=list)
+    """(close code, reason) of each refused IDENTIFY: 4010 Invalid shard, 4011 Sharding required."""
     member_requests: list[JSON] = field(default_factory=list)
     gateway_closed: int = 0
     _changed: asyncio.Event | None = None
