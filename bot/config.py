@@ -17,6 +17,11 @@ from pydantic_settings import SettingsError as _SourceError
 __all__ = ["Config", "ConfigError", "load_config"]
 
 DEFAULT_MODEL = "stabilityai/sdxl-turbo"
+# The database columns that keep them (bot/store/models.py): PostgreSQL refuses longer values mid-job.
+MAX_MODEL_LENGTH = 500
+"""A model id or folder, as each job row records it."""
+MAX_ALIAS_LENGTH = 100
+"""An alias name, as a member's /settings keep it."""
 
 
 class ConfigError(Exception):
@@ -75,6 +80,37 @@ class Config(BaseSettings):
     progress_interval_s: float = Field(default=2.0, ge=0.5)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("queue_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("it must be a Redis URL like redis://host:6379/0 (or rediss://, unix://)")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _model_fits_the_database(cls, value: str) -> str:
+        if len(value) > MAX_MODEL_LENGTH:
+            raise ValueError(
+                f"a model id or folder may be {MAX_MODEL_LENGTH} characters at most; this one is {len(value)}"
+            )
+        return value
+
+    @field_validator("model_aliases")
+    @classmethod
+    def _aliases_fit_the_database(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, model in value.items():
+            if len(name) > MAX_ALIAS_LENGTH:
+                raise ValueError(
+                    f"an alias name may be {MAX_ALIAS_LENGTH} characters at most; one is {len(name)}"
+                )
+            if len(model) > MAX_MODEL_LENGTH:
+                raise ValueError(
+                    f"a model id or folder may be {MAX_MODEL_LENGTH} characters at most; "
+                    f"the model of one alias is {len(model)}"
+                )
+        return value
 
     @field_validator("discord_token")
     @classmethod

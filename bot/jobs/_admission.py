@@ -1,5 +1,8 @@
 """Whether a member may start new jobs now: the server's rules, quotas and job counts, read in the
-same transaction that then stores the jobs, so two requests at once cannot both slip under a limit."""
+same transaction that then stores the jobs. Before reading, it takes a lock on the member (`serialize`:
+an advisory lock on PostgreSQL; on SQLite every write transaction already holds the write lock), so a
+second request of the same member waits until the first one's jobs are committed, and counts them:
+two requests at once cannot both slip under a limit."""
 
 from __future__ import annotations
 
@@ -42,9 +45,13 @@ def member_limits(rules: list[QuotaRuleSpec], who: Requester, config: Config) ->
 async def admit(
     session: AsyncSession, who: Requester, text: str | None, new_jobs: int, *, config: Config, now: datetime
 ) -> Limits:
-    """Raise `PolicyError` if `who` may not start `new_jobs` more jobs (prompt `text`); else their limits."""
+    """Raise `PolicyError` if `who` may not start `new_jobs` more jobs (prompt `text`); else their limits.
+
+    Store the jobs in `session`'s transaction: later admissions of the same member wait until it ends."""
     if who.operator:
         return Limits(None, None, UNLIMITED, config.max_running_per_owner, "operator")
+    # Held until the caller's transaction ends, after it has stored the jobs admitted here.
+    await q.serialize(session, "admission", who.user_id)
     rules = await q.get_guild_rules(session, who.guild_id)
     check_channel(who.channel_id, rules.allowed_channel_ids or [])
     if text is not None:

@@ -1,4 +1,8 @@
-"""A server's rules (set by its admins with /config) and a member's preferences (set with /settings)."""
+"""A server's rules (set by its admins with /config) and a member's preferences (set with /settings).
+
+Each update first takes a lock on its server or member (`serialize`), so two first writes take turns
+instead of both finding no row and both inserting one.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.store._locks import serialize
 from bot.store._usage import UNSET, Unset
 from bot.store.models import GuildRules, UserPreferences, utcnow
 
@@ -36,6 +41,7 @@ async def update_guild_rules(
     buttons_owner_only: bool | None = None,
 ) -> GuildRules:
     """Change the given rules (None = keep), creating the row on first use."""
+    await serialize(session, "guild_rules", guild_id)
     rules = await session.get(GuildRules, guild_id)
     if rules is None:
         rules = await get_guild_rules(session, guild_id)
@@ -68,6 +74,7 @@ async def update_user_preferences(
     model: str | Literal[Unset.UNSET] | None = UNSET,
 ) -> UserPreferences:
     """Change the given preferences (None/UNSET = keep; `model=None` clears the alias)."""
+    await serialize(session, "user_preferences", user_id)
     prefs = await session.get(UserPreferences, user_id)
     if prefs is None:
         prefs = await get_user_preferences(session, user_id)

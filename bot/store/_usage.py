@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.policy import QuotaRuleSpec, QuotaScope, Usage
+from bot.store._locks import serialize
 from bot.store.models import QuotaRule, UsageEntry
 
 __all__ = ["UNSET", "Unset", "delete_quota_rule", "quota_rules", "set_quota_rule", "usage_since"]
@@ -23,6 +24,8 @@ UNSET: Final = Unset.UNSET
 """Default of update arguments: leave the stored value as it is (None is a value: "no limit")."""
 
 _SCOPE_ORDER = {QuotaScope.GUILD: 0, QuotaScope.ROLE: 1, QuotaScope.USER: 2}
+_RULES_LOCK = "quota_rules"
+"""Changes to one guild's quota rules take turns (find, then insert or delete)."""
 
 
 async def usage_since(
@@ -85,6 +88,8 @@ async def set_quota_rule(
 ) -> QuotaRuleSpec:
     """Create or change the rule for (guild, scope, target); None = no limit, UNSET = keep."""
     _check_target(scope, target_id)
+    # The unique constraint cannot catch a second guild rule: its target_id is NULL, and NULLs differ.
+    await serialize(session, _RULES_LOCK, guild_id)
     rule = await _find_rule(session, guild_id, scope, target_id)
     if rule is None:
         rule = QuotaRule(guild_id=guild_id, scope=scope, target_id=target_id)
@@ -106,6 +111,7 @@ async def delete_quota_rule(
 ) -> bool:
     """Remove the rule for (guild, scope, target); False if there was none."""
     _check_target(scope, target_id)
+    await serialize(session, _RULES_LOCK, guild_id)
     rule = await _find_rule(session, guild_id, scope, target_id)
     if rule is None:
         return False

@@ -27,6 +27,7 @@ from bot.store._jobs import (
     set_message_id,
     unfinished_jobs,
 )
+from bot.store._locks import serialize
 from bot.store._preferences import (
     get_guild_rules,
     get_user_preferences,
@@ -56,6 +57,7 @@ __all__ = [
     "recent_jobs",
     "recover_unfinished",
     "requeue_job",
+    "serialize",
     "set_message_id",
     "set_quota_rule",
     "unfinished_jobs",

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from bot.config import ConfigError, load_config
+from bot.config import MAX_ALIAS_LENGTH, MAX_MODEL_LENGTH, ConfigError, load_config
+from bot.store.models import Job, UserPreferences
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,6 +67,35 @@ def test_invalid_setting_names_itself(
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=fragment):
         load_config()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("IMAGINE_MODEL", "m" * (MAX_MODEL_LENGTH + 1), "model id or folder may be 500 characters at most"),
+        ("IMAGINE_MODEL_ALIASES", f'{{"{"n" * (MAX_ALIAS_LENGTH + 1)}": "tiny"}}', "alias name may be 100"),
+        ("IMAGINE_MODEL_ALIASES", f'{{"niji": "{"m" * (MAX_MODEL_LENGTH + 1)}"}}', "one alias is 501"),
+    ],
+)
+def test_model_names_longer_than_the_database_keeps_are_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, fragment: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=rf"^Setting {name} is invalid: .*{fragment}") as caught:
+        load_config()
+    assert "\n" not in str(caught.value)
+
+
+def test_model_names_as_long_as_the_database_keeps_load() -> None:
+    longest = "m" * MAX_MODEL_LENGTH
+    config = load_config(model=longest, model_aliases={"n" * MAX_ALIAS_LENGTH: longest})
+    assert config.model == longest
+    assert config.model_aliases == {"n" * MAX_ALIAS_LENGTH: longest}
+
+
+def test_model_name_limits_are_the_column_lengths() -> None:
+    assert Job.__table__.c.model.type.length == MAX_MODEL_LENGTH
+    assert UserPreferences.__table__.c.model.type.length == MAX_ALIAS_LENGTH
 
 
 def test_cli_exits_2_with_one_sentence(
