@@ -15,7 +15,7 @@ from bot.config import Config
 from bot.services import open_services
 from bot.store.errors import StoreError
 from engine.backend import Backend
-from engine.errors import EngineError
+from engine.errors import EngineError, QueueUnavailable
 
 __all__ = ["EXIT_FAILURE", "EXIT_USAGE", "NO_TOKEN_MESSAGE", "main", "run"]
 
@@ -32,16 +32,6 @@ NO_TOKEN_MESSAGE = (
     "https://discord.com/developers/applications → Bot → Reset Token, and invite it with the "
     "`bot` and `applications.commands` scopes; it needs no privileged intents."
 )
-
-
-def _configure_logging(config: Config) -> None:
-    logging.basicConfig(
-        level=config.log_level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # discord.py's HTTP debug lines would include request details; keep it at INFO or above.
-    logging.getLogger("discord.http").setLevel(max(logging.INFO, logging.getLevelName(config.log_level)))
 
 
 async def run(config: Config, token: str, *, backend: Backend | None = None) -> None:
@@ -85,9 +75,13 @@ def main(config: Config) -> int:
     if config.discord_token is None:
         print(f"imaginebot: {NO_TOKEN_MESSAGE}", file=sys.stderr)
         return EXIT_USAGE
-    _configure_logging(config)
+    # discord.py's HTTP debug lines would include request details; keep it at INFO or above.
+    logging.getLogger("discord.http").setLevel(max(logging.INFO, logging.getLevelName(config.log_level)))
     try:
         asyncio.run(run(config, config.discord_token))
+    except QueueUnavailable as exc:  # IMAGINE_QUEUE_URL: a setting to fix, like a bad token
+        print(f"imaginebot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (StoreError, EngineError) as exc:
         print(f"imaginebot: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -1,12 +1,13 @@
-"""The `imaginebot` console script: `run`, `imagine`, `migrate`.
+"""The `imaginebot` console script: `run`, `imagine`, `migrate`, `worker`.
 
-Each subcommand loads config once and hands them to its entry point. A bad setting ends the
-program with one sentence and exit code 2, never a traceback.
+Each subcommand loads the configuration once and hands it to its entry point. A bad setting ends
+the program with one sentence and exit code 2, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +28,19 @@ def _parser() -> argparse.ArgumentParser:
     imagine.add_argument("-o", "--output", type=Path, default=Path("grid.png"), help="grid file to write")
     imagine.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     sub.add_parser("migrate", help="apply database migrations and exit")
+    worker = sub.add_parser("worker", help="run jobs for a bot on one GPU (needs IMAGINE_QUEUE_URL)")
+    worker.add_argument("--device", help="the GPU to use, e.g. cuda:1 (default: IMAGINE_DEVICE)")
+    worker.add_argument("--name", help="this worker's name in logs (default: host-pid-random)")
+    worker.add_argument(
+        "--models", help="comma-separated model ids it serves (default: IMAGINE_MODEL and aliases)"
+    )
     return parser
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,6 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bot.imagine_cli import main as imagine_main
 
         return imagine_main(config, args.prompt, args.output, quiet=args.quiet)
+    _configure_logging(config.log_level)
+    if args.command == "worker":
+        from bot.worker_cli import main as worker_main
+
+        return worker_main(config, device=args.device, name=args.name, models=args.models)
     from bot.app import main as run_main
 
     return run_main(config)

@@ -22,13 +22,21 @@ from bot.views import result_view
 from engine.images import SavedImages
 from engine.types import Progress
 
-__all__ = ["DiscordPresenter", "with_retries"]
+__all__ = ["DiscordClosed", "DiscordPresenter", "with_retries"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 RETRY_DELAYS_S = (0.5, 2.0, 5.0)
+
+
+class DiscordClosed(Exception):
+    """The bot's connection to Discord is closed (it is shutting down): nothing can be shown now."""
+
+
+_UNSHOWN = (discord.HTTPException, TimeoutError, aiohttp.ClientError, DiscordClosed)
+"""What keeps a message from being shown; the job itself is not affected by it."""
 
 
 def _transient(error: BaseException) -> bool:
@@ -70,6 +78,8 @@ class DiscordPresenter:
         self.retry_delays = retry_delays
 
     def _channel(self, card: JobCard) -> discord.PartialMessageable:
+        if self.client.is_closed():  # its HTTP session is gone; say so instead of failing inside aiohttp
+            raise DiscordClosed(f"Discord is closed; job {card.job_id} is not shown")
         return self.client.get_partial_messageable(card.channel_id, guild_id=card.guild_id)
 
     async def _send(self, card: JobCard, make: Callable[[], dict[str, Any]]) -> int:
@@ -106,7 +116,7 @@ class DiscordPresenter:
     async def show_waiting(self, card: JobCard) -> int | None:
         try:
             return await self._send(card, lambda: {"content": render.waiting_content(card)})
-        except (discord.HTTPException, TimeoutError, aiohttp.ClientError) as exc:
+        except _UNSHOWN as exc:
             log.error("job %s: cannot post its message: %s", card.job_id, exc)
             return None
 
@@ -119,7 +129,7 @@ class DiscordPresenter:
             message = self._channel(card).get_partial_message(card.message_id)
             # One try only: a lost progress edit is replaced by the next one anyway.
             await message.edit(content=render.progress_content(card, percent), attachments=attachments)
-        except (discord.HTTPException, TimeoutError, aiohttp.ClientError) as exc:
+        except _UNSHOWN as exc:
             log.warning("job %s: progress edit failed: %s", card.job_id, exc)
 
     async def show_result(self, card: JobCard, saved: SavedImages) -> int | None:
@@ -132,7 +142,7 @@ class DiscordPresenter:
                     "view": result_view(card),
                 },
             )
-        except (discord.HTTPException, TimeoutError, aiohttp.ClientError) as exc:
+        except _UNSHOWN as exc:
             log.error("job %s: cannot post its result (use /show %s): %s", card.job_id, card.job_id, exc)
             return None
 
@@ -142,5 +152,5 @@ class DiscordPresenter:
         )
         try:
             await self._edit_or_send(card, lambda: {"content": content, "attachments": [], "view": None})
-        except (discord.HTTPException, TimeoutError, aiohttp.ClientError) as exc:
+        except _UNSHOWN as exc:
             log.error("job %s: cannot tell its owner it failed: %s", card.job_id, exc)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,10 +17,12 @@ from bot.config import Config
 from bot.jobs import JobService
 from bot.store.db import Database
 from bot.store.migrate import upgrade
+from bot.store.queries import MAX_ATTEMPTS
 from engine.backend import Backend
-from engine.queue import JobQueue, LocalQueue
+from engine.queue import JobQueue, LocalQueue, RemoteQueue
+from engine.types import GenerationRequest
 
-__all__ = ["Services", "load_engine", "open_services"]
+__all__ = ["Services", "load_engine", "model_of", "open_services", "worker_models"]
 
 log = logging.getLogger(__name__)
 
@@ -52,28 +55,61 @@ async def open_services(
 ) -> AsyncIterator[Services]:
     """Build the services in order, each only once the one before it works; close them in reverse.
 
-    `backend` replaces the configured model (tests, benchmarks); it is closed on exit too. On exit,
-    running jobs get `grace_s` seconds to finish; jobs still waiting or running then stay
-    `queued`/`running` in the database, and the next start resumes them.
+    With `IMAGINE_QUEUE_URL` the jobs run on `imaginebot worker` processes through Redis and the bot
+    loads no model; otherwise on `backend`, or the configured model loaded here (closed on exit too).
+    On exit, running jobs get `grace_s` seconds to finish; jobs still waiting or running then stay
+    `queued`/`running` in the database, and the next start resumes them (a remote worker's result
+    waits in Redis meanwhile).
     """
     await asyncio.to_thread(config.data_dir.mkdir, parents=True, exist_ok=True)
     await upgrade(config.database_url)
-    async with await Database.connect(config.database_url) as db:
-        if backend is None:
-            log.info("loading model %s …", config.model)
-            backend = await asyncio.to_thread(load_engine, config)
+    async with await Database.connect(config.database_url) as db, _engine(config, backend) as queue:
+        jobs = JobService(db=db, queue=queue, config=config)
         try:
-            queue = LocalQueue(
-                [backend],
-                max_running_per_owner=config.max_running_per_owner,
-                max_waiting_per_owner=config.max_waiting_per_owner,
-            )
-            await queue.start()
-            jobs = JobService(db=db, queue=queue, config=config)
-            try:
-                yield Services(config=config, db=db, queue=queue, jobs=jobs)
-            finally:
-                await queue.close(grace_s=grace_s)
-                await jobs.close()
+            yield Services(config=config, db=db, queue=queue, jobs=jobs)
         finally:
-            await asyncio.to_thread(backend.close)
+            await queue.close(grace_s=grace_s)
+            await jobs.close()
+
+
+@contextlib.asynccontextmanager
+async def _engine(config: Config, backend: Backend | None) -> AsyncIterator[JobQueue]:
+    """The started queue: on remote workers, or on a backend in this process."""
+    if config.queue_url is not None:
+        remote = RemoteQueue(
+            config.queue_url,
+            model_of=functools.partial(model_of, config),
+            prefix=config.queue_prefix,
+            lease_s=config.lease_s,
+            max_attempts=MAX_ATTEMPTS,
+            max_running_per_owner=config.max_running_per_owner,
+            max_waiting_per_owner=config.max_waiting_per_owner,
+        )
+        await remote.start()
+        yield remote
+        return
+    if backend is None:
+        log.info("loading model %s …", config.model)
+        backend = await asyncio.to_thread(load_engine, config)
+    try:
+        local = LocalQueue(
+            [backend],
+            max_running_per_owner=config.max_running_per_owner,
+            max_waiting_per_owner=config.max_waiting_per_owner,
+        )
+        await local.start()
+        yield local
+    finally:
+        await asyncio.to_thread(backend.close)
+
+
+def model_of(config: Config, request: GenerationRequest) -> str:
+    """The model a job runs on, by the name workers know it by: the alias's model, or the default."""
+    if request.model is None:
+        return config.model
+    return config.model_aliases.get(request.model, request.model)
+
+
+def worker_models(config: Config) -> list[str]:
+    """What a worker started with `config` can run: the default model and every alias's model."""
+    return list(dict.fromkeys([config.model, *config.model_aliases.values()]))

@@ -6,9 +6,10 @@ EngineError
 │   └── OutOfMemoryError  the device ran out of memory even with smaller batches
 ├── JobCancelled          the job was cancelled before it finished
 │   └── JobInterrupted    the queue shut down first; the job may run again after a restart
-└── QueueError            the queue refused a job
-    ├── QueueFull         the owner already has the maximum number of waiting jobs
-    └── QueueClosed       the queue is shutting down
+├── QueueError            the queue refused a job
+│   ├── QueueFull         the owner already has the maximum number of waiting jobs
+│   └── QueueClosed       the queue is shutting down
+└── QueueUnavailable      the remote queue's Redis cannot be used (bad URL, unreachable, too old)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = [
     "QueueClosed",
     "QueueError",
     "QueueFull",
+    "QueueUnavailable",
 ]
 
 
@@ -68,3 +70,7 @@ class QueueFull(QueueError):
 
 class QueueClosed(QueueError):
     """The queue is shutting down and takes no new jobs."""
+
+
+class QueueUnavailable(EngineError):
+    """The Redis server of `IMAGINE_QUEUE_URL` cannot be used; the message says why and what to do."""

@@ -14,10 +14,14 @@ from collections.abc import Callable
 from PIL import Image
 
 from engine.backend import ProgressCallback
-from engine.errors import JobCancelled
+from engine.errors import JobCancelled, ModelLoadError
 from engine.types import GenerationRequest, GenerationResult, Progress
 
-__all__ = ["SimulatedBackend"]
+__all__ = ["SIMULATED", "SimulatedBackend"]
+
+SIMULATED = "simulated"
+"""`IMAGINE_MODEL=simulated[:seconds=0.2,steps=10,previews=true]`: a stand-in for a GPU, for tests and
+benchmarks of the bot and its workers (`imaginebot worker` runs it like a model)."""
 
 _LONG_EDGE = 64
 
@@ -87,6 +91,33 @@ class SimulatedBackend:
             model=self.name,
             elapsed_s=time.monotonic() - began,
         )
+
+    @classmethod
+    def from_spec(cls, spec: str) -> SimulatedBackend:
+        """`simulated` or `simulated:seconds=0.2,steps=10,previews=true`; named by the whole spec, so the
+        bot and its workers agree on which model it is."""
+        name, _, options = spec.partition(":")
+        if name != SIMULATED:
+            raise ModelLoadError(f"{spec!r} is not a simulated model; it looks like simulated:seconds=0.2.")
+        values: dict[str, str] = {}
+        for option in filter(None, options.split(",")):
+            key, _, value = option.partition("=")
+            values[key.strip()] = value.strip()
+        unknown = set(values) - {"seconds", "steps", "previews"}
+        try:
+            if unknown:
+                raise ValueError(f"unknown option {sorted(unknown)[0]!r}")
+            return cls(
+                seconds=float(values.get("seconds", 0.05)),
+                steps=int(values.get("steps", 10)),
+                previews=values.get("previews", "false").lower() in ("1", "true", "yes", "on"),
+                name=spec,
+            )
+        except ValueError as exc:
+            raise ModelLoadError(
+                f"IMAGINE_MODEL={spec!r}: {exc}; a simulated model takes seconds=, steps= and previews=, "
+                "like simulated:seconds=0.2,steps=10,previews=true."
+            ) from None
 
     def _wait_for_gate(self, cancelled: threading.Event) -> None:
         # Poll so a cancel is seen while held; 5 ms is plenty for tests.

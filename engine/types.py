@@ -7,8 +7,10 @@ request can later travel to a remote worker unchanged.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -81,6 +83,33 @@ class GenerationRequest:
     @property
     def seeds(self) -> tuple[int, ...]:
         return tuple((self.seed + i) % 2**32 for i in range(self.count))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able fields, without `init_image` (a path means nothing on another machine)."""
+        out: dict[str, Any] = {}
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if spec.name == "init_image":
+                continue
+            if spec.name == "weighted_prompts":
+                value = [[part.text, part.weight] for part in value]
+            elif spec.name == "aspect_ratio":
+                value = list(value)
+            elif spec.name == "mode":
+                value = value.value
+            out[spec.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, init_image: Path | None = None) -> GenerationRequest:
+        """The request `to_dict` gave, with its source image at `init_image`."""
+        values = dict(data)
+        values["weighted_prompts"] = tuple(
+            WeightedPrompt(text, weight) for text, weight in values["weighted_prompts"]
+        )
+        values["aspect_ratio"] = tuple(values["aspect_ratio"])
+        values["mode"] = Mode(values["mode"])
+        return cls(init_image=init_image, **values)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,10 +15,10 @@ from bot.errors import user_message
 from bot.jobs.types import JobCard, JobTicket, Presenter
 from bot.store import queries as q
 from bot.store.db import Database
-from bot.store.errors import JobStateError
-from engine.errors import JobCancelled, JobInterrupted
+from bot.store.errors import JobStateError, StaleAttempt
+from engine.errors import JobInterrupted
 from engine.images import SavedImages, save_job_images
-from engine.queue import EventStream, JobFailed, JobFinished, JobProgress, JobStarted
+from engine.queue import EventStream, JobFailed, JobFinished, JobProgress, JobRetried, JobStarted
 from engine.types import GenerationRequest, GenerationResult
 
 __all__ = ["JobFollower"]
@@ -39,24 +39,31 @@ class JobFollower:
 
     async def follow(self, ticket: JobTicket) -> None:
         """From submission to the shown outcome. A job the queue dropped at shutdown stays unfinished."""
-        async with ticket.handle.events() as events:
+        handle = ticket.handle
+        async with handle.events() as events:
             card = await self._placed(ticket)
             try:
-                result = await self._watch(card, events)
-            except JobInterrupted:
-                log.info("job %s interrupted by shutdown; it resumes on the next start", card.job_id)
-                return
-            except JobCancelled:
-                await self._cancelled(card)
-                return
-            except Exception as exc:  # EngineError, or a bug: either way the owner is told
-                await ticket.handle.cancel()  # in case it still runs: nobody would take its images
+                outcome = await self._watch(card, events)
+            except Exception as exc:  # a bug, or the database is gone: either way the owner is told
+                await handle.cancel()  # in case it still runs: nobody would take its images
                 await self._failed(card, exc)
                 return
+        if isinstance(outcome, JobFailed) and isinstance(outcome.error, JobInterrupted):
+            # Kept unfinished, and not released: a remote worker's result waits for the next start.
+            log.info("job %s interrupted by shutdown; it resumes on the next start", card.job_id)
+            return
         try:
-            await self._deliver(card, ticket.handle.request, result)
+            if isinstance(outcome, JobFinished):
+                await self._deliver(card, handle.request, outcome.result, outcome.attempt)
+            elif outcome.cancelled:
+                await self._cancelled(card)
+            else:
+                await self._failed(card, outcome.error, outcome.attempt)
+        except StaleAttempt as exc:  # a newer run of the job counts, not this one
+            log.info("job %s: %s", card.job_id, exc)
         except Exception as exc:  # e.g. the disk is full: the images could not be kept
             await self._failed(card, exc)
+        await handle.release()
 
     async def _placed(self, ticket: JobTicket) -> JobCard:
         """The card with the message that shows the job: the submitter's, or one posted now."""
@@ -68,24 +75,26 @@ class JobFollower:
         await self._set_message(ticket.card.job_id, message_id)
         return replace(ticket.card, message_id=message_id)
 
-    async def _watch(self, card: JobCard, events: EventStream) -> GenerationResult:
+    async def _watch(self, card: JobCard, events: EventStream) -> JobFinished | JobFailed:
         last_shown = float("-inf")
         async for event in events:
             if isinstance(event, JobStarted):
-                await self._running(card.job_id)
+                await self._running(card.job_id, event.attempt)
+            elif isinstance(event, JobRetried):
+                await self._retried(card.job_id, event)
             elif isinstance(event, JobProgress):
                 now = time.monotonic()
                 # The stream keeps only the latest unread progress; what comes too soon is dropped.
                 if now - last_shown >= self.presenter.progress_interval_s:
                     last_shown = now
                     await self.presenter.show_progress(card, event.progress)
-            elif isinstance(event, JobFinished):
-                return event.result
-            elif isinstance(event, JobFailed):
-                raise event.error
+            elif isinstance(event, JobFinished | JobFailed):
+                return event
         raise AssertionError(f"the events of job {card.job_id} ended without an outcome")
 
-    async def _deliver(self, card: JobCard, request: GenerationRequest, result: GenerationResult) -> None:
+    async def _deliver(
+        self, card: JobCard, request: GenerationRequest, result: GenerationResult, attempt: int | None
+    ) -> None:
         folder = self.config.data_dir / "images" / card.job_id[:2]
         saved = await save_job_images(
             result, request, folder, card.job_id, attachment_limit_bytes=self.config.attachment_limit_bytes
@@ -99,6 +108,7 @@ class JobFollower:
                 gpu_seconds=result.elapsed_s,
                 model=result.model,
                 grid_path=self._relative(saved.attachment),
+                attempt=attempt,
                 now=self._clock(),
             )
         log.info("job %s succeeded in %.2fs on the device", card.job_id, result.elapsed_s)
@@ -130,10 +140,19 @@ class JobFollower:
         async with self.db.session() as session:
             await q.set_message_id(session, job_id, message_id)
 
-    async def _running(self, job_id: str) -> None:
-        async with self.db.session() as session:
-            await q.mark_running(session, job_id, now=self._clock())
+    async def _running(self, job_id: str, attempt: int | None) -> None:
+        try:
+            async with self.db.session() as session:
+                await q.mark_running(session, job_id, attempt=attempt, now=self._clock())
+        except JobStateError as exc:  # news of an older run, or the start came twice: nothing to record
+            log.info("job %s: start not recorded: %s", job_id, exc)
+            return
         log.info("job %s running", job_id)
+
+    async def _retried(self, job_id: str, event: JobRetried) -> None:
+        async with self.db.session() as session:
+            await q.requeue_job(session, job_id, attempt=event.attempt)
+        log.warning("job %s runs again as run %d: %s", job_id, event.attempt, event.reason)
 
     async def _cancelled(self, card: JobCard) -> None:
         async with self.db.session() as session:
@@ -141,13 +160,13 @@ class JobFollower:
         log.info("job %s cancelled", card.job_id)
         await self.presenter.show_failure(card, "cancelled")
 
-    async def _failed(self, card: JobCard, error: Exception) -> None:
+    async def _failed(self, card: JobCard, error: Exception, attempt: int | None = None) -> None:
         reason = user_message(error)
         try:
             async with self.db.session() as session:
-                await q.mark_failed(session, card.job_id, reason, now=self._clock())
-        except JobStateError:  # its images are saved; only showing them failed, and /show can redo that
-            log.error("job %s: could not show its result: %s", card.job_id, reason)
+                await q.mark_failed(session, card.job_id, reason, attempt=attempt, now=self._clock())
+        except JobStateError as exc:  # already ended (its images are saved; /show can redo the post)
+            log.error("job %s: could not record or show its end (%s): %s", card.job_id, exc, reason)
             return
         log.info("job %s failed: %s", card.job_id, reason)
         await self.presenter.show_failure(card, reason)

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -67,31 +66,13 @@ def to_generation_request(request: Request, *, seed: int) -> GenerationRequest:
 def request_to_params(request: GenerationRequest, *, init: str | None = None, **ui: Any) -> dict[str, Any]:
     """The JSON-able `params` of a job row: the request (minus its source image), the source image
     relative to the data dir (`init`), and how to show the job (`ui`)."""
-    stored: dict[str, Any] = {}
-    for spec in fields(request):
-        value = getattr(request, spec.name)
-        if spec.name == "init_image":
-            continue
-        if spec.name == "weighted_prompts":
-            value = [[part.text, part.weight] for part in value]
-        elif spec.name == "aspect_ratio":
-            value = list(value)
-        elif spec.name == "mode":
-            value = value.value
-        stored[spec.name] = value
-    return {"request": stored, "init": init, "ui": ui}
+    return {"request": request.to_dict(), "init": init, "ui": ui}
 
 
 def params_to_request(params: dict[str, Any], data_dir: Path) -> GenerationRequest:
     """Rebuild the engine request a job row stores (the source image path made absolute)."""
-    stored = dict(params["request"])
-    stored["weighted_prompts"] = tuple(
-        WeightedPrompt(text, weight) for text, weight in stored["weighted_prompts"]
-    )
-    stored["aspect_ratio"] = tuple(stored["aspect_ratio"])
-    stored["mode"] = Mode(stored["mode"])
     init = params.get("init")
-    return GenerationRequest(init_image=data_dir / init if init else None, **stored)
+    return GenerationRequest.from_dict(params["request"], init_image=data_dir / init if init else None)
 
 
 def ui_params(job: Job) -> dict[str, Any]:

@@ -343,7 +343,7 @@ class JobService:
             try:
                 # Accepted before the restart: no waiting limit may refuse it now.
                 handle = await self.queue.submit(
-                    str(job.user_id), request, job_id=job.id, max_waiting=UNLIMITED
+                    str(job.user_id), request, job_id=job.id, max_waiting=UNLIMITED, attempts=job.attempts
                 )
             except QueueError as exc:
                 async with self.db.session() as session:

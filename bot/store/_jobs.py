@@ -15,7 +15,7 @@ from typing import Any, Final
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.store.errors import JobNotFound, JobStateError
+from bot.store.errors import JobNotFound, JobStateError, StaleAttempt
 from bot.store.models import (
     CELL_INDEXES,
     UNFINISHED,
@@ -119,24 +119,36 @@ async def create_job(
     return job
 
 
-async def _job_for_change(session: AsyncSession, job_id: str, wanted: JobStatus) -> Job:
+async def _job_for_change(
+    session: AsyncSession, job_id: str, wanted: JobStatus, attempt: int | None = None
+) -> Job:
+    """The unfinished job, locked for the change; with `attempt` (a queue that numbers runs), a run
+    older than the job's latest is refused with `StaleAttempt` and a newer one becomes the latest."""
     # FOR UPDATE locks the row on PostgreSQL (SQLite ignores it; its write lock is taken at BEGIN).
     job = await session.get(Job, job_id, with_for_update=True, populate_existing=True)
     if job is None:
         raise JobNotFound(job_id)
     if job.status not in UNFINISHED:
         raise JobStateError(job_id, job.status, wanted)
+    if attempt is not None:
+        if attempt < job.attempts:
+            raise StaleAttempt(job_id, attempt, job.attempts)
+        job.attempts = attempt
     return job
 
 
-async def mark_running(session: AsyncSession, job_id: str, *, now: datetime | None = None) -> Job:
-    """The queue started the job: record the start time and count the attempt."""
-    job = await _job_for_change(session, job_id, JobStatus.RUNNING)
+async def mark_running(
+    session: AsyncSession, job_id: str, *, attempt: int | None = None, now: datetime | None = None
+) -> Job:
+    """The queue started the job: record the start time and count the run (`attempt`, when the queue
+    numbers runs; otherwise one more than before)."""
+    job = await _job_for_change(session, job_id, JobStatus.RUNNING, attempt)
     if job.status is JobStatus.RUNNING:
         raise JobStateError(job_id, job.status, JobStatus.RUNNING)
     job.status = JobStatus.RUNNING
     job.started_at = now or utcnow()
-    job.attempts += 1
+    if attempt is None:
+        job.attempts += 1
     await session.flush()
     return job
 
@@ -150,13 +162,16 @@ async def mark_succeeded(
     gpu_seconds: float,
     model: str | None = None,
     grid_path: str | None = None,
+    attempt: int | None = None,
     now: datetime | None = None,
 ) -> Job:
     """Store the result: images, seeds, GPU time, and one usage-ledger row, all in this transaction.
 
-    Accepted from queued too: a job can end before its follower heard that it started.
+    Accepted from queued too: a job can end before its follower heard that it started. A result
+    of a run older than the job's latest (`attempt`) is refused with `StaleAttempt`: once a lost
+    worker's job was given to another, only the new run's result counts.
     """
-    job = await _job_for_change(session, job_id, JobStatus.SUCCEEDED)
+    job = await _job_for_change(session, job_id, JobStatus.SUCCEEDED, attempt)
     finished = now or utcnow()
     job.status = JobStatus.SUCCEEDED
     job.started_at = job.started_at or finished - timedelta(seconds=gpu_seconds)
@@ -186,10 +201,16 @@ async def mark_succeeded(
 
 
 async def mark_failed(
-    session: AsyncSession, job_id: str, error: str, *, gpu_seconds: float = 0.0, now: datetime | None = None
+    session: AsyncSession,
+    job_id: str,
+    error: str,
+    *,
+    gpu_seconds: float = 0.0,
+    attempt: int | None = None,
+    now: datetime | None = None,
 ) -> Job:
-    """The job failed; `error` is the reason shown to its owner."""
-    job = await _job_for_change(session, job_id, JobStatus.FAILED)
+    """The job failed; `error` is the reason shown to its owner (`attempt` as for `mark_succeeded`)."""
+    job = await _job_for_change(session, job_id, JobStatus.FAILED, attempt)
     job.status = JobStatus.FAILED
     job.error = error
     job.gpu_seconds = gpu_seconds
@@ -210,9 +231,10 @@ async def mark_cancelled(
     return job
 
 
-async def requeue_job(session: AsyncSession, job_id: str) -> Job:
-    """Put an unfinished job back to queued (after a restart), keeping its attempt count."""
-    job = await _job_for_change(session, job_id, JobStatus.QUEUED)
+async def requeue_job(session: AsyncSession, job_id: str, *, attempt: int | None = None) -> Job:
+    """Put an unfinished job back to queued: after a restart (keeping its attempt count), or when the
+    worker running it was lost and it will run again as run `attempt` (older runs are then refused)."""
+    job = await _job_for_change(session, job_id, JobStatus.QUEUED, attempt)
     job.status = JobStatus.QUEUED
     job.started_at = None
     await session.flush()

@@ -5,11 +5,19 @@ StoreError
 ├── MigrationError       applying the migrations failed (the database is left as it was)
 ├── JobNotFound          no job has the given id
 └── JobStateError        the job is not in a state that allows the change (e.g. finishing it twice)
+    └── StaleAttempt     the news is from a run of the job that a newer run has replaced
 """
 
 from __future__ import annotations
 
-__all__ = ["DatabaseUnavailable", "JobNotFound", "JobStateError", "MigrationError", "StoreError"]
+__all__ = [
+    "DatabaseUnavailable",
+    "JobNotFound",
+    "JobStateError",
+    "MigrationError",
+    "StaleAttempt",
+    "StoreError",
+]
 
 
 class StoreError(Exception):
@@ -40,3 +48,12 @@ class JobStateError(StoreError):
         self.status = status
         self.wanted = wanted
         super().__init__(f"Job {job_id} is {status}, so it cannot become {wanted}.")
+
+
+class StaleAttempt(JobStateError):
+    """News (a start, a result) from run `attempt` of a job whose latest run is `latest`: drop it."""
+
+    def __init__(self, job_id: str, attempt: int, latest: int) -> None:
+        super().__init__(job_id, f"on run {latest}", f"changed by run {attempt}")
+        self.attempt = attempt
+        self.latest = latest

@@ -1,4 +1,5 @@
-"""Generation backends. `load_backend` builds the diffusers backend for a hub id, a local folder or `tiny`.
+"""Generation backends. `load_backend` builds the diffusers backend for a hub id, a local folder or `tiny`
+(or the simulated stand-in for a GPU).
 
 Imports of torch and diffusers happen inside the functions that need them, so importing this package
 is cheap for code that only wants the names.
@@ -24,7 +25,12 @@ def load_backend(
     """Load `model` once onto `device` and wrap it; `aliases` (`--v`/`--niji` names → models) load lazily.
 
     Raises `ModelLoadError` with one sentence saying how to fix `IMAGINE_MODEL` when it can't load.
+    `simulated[:options]` is the stand-in for a GPU that tests and benchmarks use (`engine.simulated`).
     """
+    from engine.simulated import SIMULATED, SimulatedBackend
+
+    if model.partition(":")[0] == SIMULATED:
+        return SimulatedBackend.from_spec(model)
     from engine.backends._model import load_model
     from engine.backends.diffusion import DiffusersBackend
 

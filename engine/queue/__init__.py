@@ -12,9 +12,13 @@ Events of a job, in order: `JobQueued` (again when its position changes, at most
 A cancelled job fails with `JobCancelled` (`JobFailed.cancelled` is true); one dropped by
 `close()` with its subclass `JobInterrupted`, so the bot can run it again after a restart.
 
+`RemoteQueue` is the same queue for jobs that run on `RemoteWorker` processes (`imaginebot worker`,
+one per GPU, on any machine) through Redis Streams; `_wire` describes what crosses Redis.
+
 The parts: `_handle` (the `JobQueue` protocol and `JobHandle`), `_events` (events and their
-fan-out), `_scheduler` (who goes next: pure bookkeeping), `_worker` (a device's thread) and
-`_local` (`LocalQueue`, which wires them together).
+fan-out), `_scheduler` (who goes next: pure bookkeeping), `_positions` (telling waiting jobs their
+place), `_worker` (a device's thread) and `_local` (`LocalQueue`, which wires them together);
+`_roster`, `_remote`, `_remote_io` and `_remote_worker` for the remote queue.
 """
 
 from __future__ import annotations
@@ -26,10 +30,13 @@ from engine.queue._events import (
     JobFinished,
     JobProgress,
     JobQueued,
+    JobRetried,
     JobStarted,
 )
 from engine.queue._handle import JobHandle, JobQueue
 from engine.queue._local import LocalQueue
+from engine.queue._remote import RemoteQueue
+from engine.queue._remote_worker import RemoteWorker, default_worker_name
 
 __all__ = [
     "EventStream",
@@ -40,6 +47,10 @@ __all__ = [
     "JobProgress",
     "JobQueue",
     "JobQueued",
+    "JobRetried",
     "JobStarted",
     "LocalQueue",
+    "RemoteQueue",
+    "RemoteWorker",
+    "default_worker_name",
 ]

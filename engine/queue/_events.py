@@ -24,6 +24,7 @@ __all__ = [
     "JobFinished",
     "JobProgress",
     "JobQueued",
+    "JobRetried",
     "JobStarted",
     "TerminalEvent",
 ]
@@ -43,6 +44,17 @@ class JobStarted:
 
     job_id: str
     worker: str
+    attempt: int | None = None
+    """Which run of the job this is, where the queue numbers them (a remote queue does)."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobRetried:
+    """The worker running the job was lost; the job waits to run again as run `attempt`."""
+
+    job_id: str
+    attempt: int
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +67,8 @@ class JobProgress:
 class JobFinished:
     job_id: str
     result: GenerationResult
+    attempt: int | None = None
+    """The run that made the result, where the queue numbers runs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,13 +77,14 @@ class JobFailed:
 
     job_id: str
     error: EngineError
+    attempt: int | None = None
 
     @property
     def cancelled(self) -> bool:
         return isinstance(self.error, JobCancelled)
 
 
-JobEvent = JobQueued | JobStarted | JobProgress | JobFinished | JobFailed
+JobEvent = JobQueued | JobStarted | JobRetried | JobProgress | JobFinished | JobFailed
 TerminalEvent = JobFinished | JobFailed
 
 # Events a reader only needs the latest of: a newer one replaces an unread older one.
@@ -153,7 +168,7 @@ class JobChannel:
             self._done.set()
         elif self._latest and type(self._latest[-1]) is type(event):
             self._latest[-1] = event
-        elif isinstance(event, JobStarted):
+        elif isinstance(event, JobStarted | JobRetried):
             self._latest = [event]
         else:
             self._latest.append(event)
@@ -162,18 +177,18 @@ class JobChannel:
         if self._outcome is not None:
             self._subscribers.clear()
 
-    def finish(self, result: GenerationResult) -> bool:
+    def finish(self, result: GenerationResult, attempt: int | None = None) -> bool:
         """Deliver the result; False if the job had already ended (the first outcome wins)."""
         if self._outcome is not None:
             return False
-        self.publish(JobFinished(self.job_id, result))
+        self.publish(JobFinished(self.job_id, result, attempt))
         return True
 
-    def fail(self, error: EngineError) -> bool:
+    def fail(self, error: EngineError, attempt: int | None = None) -> bool:
         """Deliver a failure; False if the job had already ended (the first outcome wins)."""
         if self._outcome is not None:
             return False
-        self.publish(JobFailed(self.job_id, error))
+        self.publish(JobFailed(self.job_id, error, attempt))
         return True
 
     def subscribe(self) -> EventStream:

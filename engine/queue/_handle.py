@@ -25,12 +25,14 @@ class JobHandle:
         request: GenerationRequest,
         channel: JobChannel,
         canceller: Callable[[str], Awaitable[bool]],
+        releaser: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.job_id = job_id
         self.owner = owner
         self.request = request
         self._channel = channel
         self._canceller = canceller
+        self._releaser = releaser
 
     async def result(self) -> GenerationResult:
         """Wait for the images; raise `GenerationError`, or `JobCancelled` if it was cancelled.
@@ -49,6 +51,12 @@ class JobHandle:
     async def cancel(self) -> bool:
         """Same as `queue.cancel(handle.job_id)`."""
         return await self._canceller(self.job_id)
+
+    async def release(self) -> None:
+        """The caller has stored the job's outcome: a queue that keeps a copy (a remote one, until the
+        bot has saved the images) may now delete it. Until then it survives a restart of the bot."""
+        if self._releaser is not None:
+            await self._releaser(self.job_id)
 
     def __repr__(self) -> str:
         return f"<JobHandle {self.job_id} owner={self.owner} done={self.done()}>"
@@ -74,10 +82,12 @@ class JobQueue(Protocol):
         job_id: str | None = None,
         max_running: int | None = None,
         max_waiting: int | None = None,
+        attempts: int = 0,
     ) -> JobHandle:
         """Queue a job; raise `QueueFull` or `QueueClosed`. Pass a stored `job_id` to resume a job.
 
         `max_running`/`max_waiting` override the queue's per-owner limits for this owner.
+        `attempts`: how many runs a resumed job has had (a queue that numbers runs goes on from it).
         """
         ...
 

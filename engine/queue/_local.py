@@ -20,6 +20,7 @@ from engine.backend import Backend, ProgressCallback
 from engine.errors import JobCancelled, JobInterrupted, QueueClosed, QueueFull
 from engine.queue._events import JobChannel, JobProgress, JobQueued, JobStarted
 from engine.queue._handle import JobHandle
+from engine.queue._positions import PositionBoard
 from engine.queue._scheduler import FairScheduler, estimate_finish
 from engine.queue._worker import DeviceWorker, Outcome, QueueJob
 from engine.types import GenerationRequest, GenerationResult, Progress
@@ -69,9 +70,7 @@ class LocalQueue:
         # Event loop only.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._jobs: dict[str, QueueJob] = {}
-        self._order: dict[QueueJob, int] | None = None  # cached start order of waiting jobs
-        self._announcement: asyncio.TimerHandle | None = None
-        self._last_announced = float("-inf")
+        self._positions: PositionBoard[QueueJob] = PositionBoard(self._rank, interval_s=position_interval_s)
         self._closed: asyncio.Task[None] | None = None
 
     @property
@@ -109,8 +108,7 @@ class LocalQueue:
             for job in waiting:
                 self._sched.remove(job)
             running = list(self._running)
-        if self._announcement is not None:
-            self._announcement.cancel()
+        self._positions.close()
         for job in waiting:
             self._forget(job)
             job.channel.fail(
@@ -154,11 +152,13 @@ class LocalQueue:
         job_id: str | None = None,
         max_running: int | None = None,
         max_waiting: int | None = None,
+        attempts: int = 0,
     ) -> JobHandle:
         """Queue a job for `owner`; raise `QueueFull` or `QueueClosed`. Reuse a stored `job_id` to resume.
 
         `max_running`/`max_waiting` override the queue's per-owner limits for this owner (e.g. an
-        admin's quota rule); the running limit given last applies to all of the owner's jobs.
+        admin's quota rule); the running limit given last applies to all of the owner's jobs. This
+        queue does not number runs (its events carry no attempt), so `attempts` is not used.
         """
         if self._closing:
             raise QueueClosed("The bot is shutting down and takes no new jobs; try again in a minute.")
@@ -214,7 +214,7 @@ class LocalQueue:
             return None
         if job.worker is not None:
             return 0
-        return self._start_order().get(job)
+        return self._positions.order().get(job)
 
     def estimate(self, job_id: str) -> float | None:
         """Seconds until the job should be done, from recent job durations; None before any job finished."""
@@ -258,7 +258,7 @@ class LocalQueue:
         job.started_at = time.monotonic()
         worker.job = job
         self._running[job] = None
-        self._order = None
+        self._positions.invalidate()
 
     def _running_owners(self) -> list[str]:
         return [job.owner for job in self._running]
@@ -271,7 +271,7 @@ class LocalQueue:
             self._running.pop(ended, None)
             worker.job = None
             self._sched.finished(ended.owner)
-            self._order = None
+            self._positions.invalidate()
             upcoming = None
             if self._started and not self._closing:
                 picked = self._sched.pop_next()
@@ -344,30 +344,9 @@ class LocalQueue:
         if self._jobs.get(job.job_id) is job:
             del self._jobs[job.job_id]
 
-    def _start_order(self) -> dict[QueueJob, int]:
-        order = self._order
-        if order is None:
-            with self._lock:
-                ranked = self._sched.start_order(self._running_owners(), len(self._workers))
-                order = self._order = {job: place for place, job in enumerate(ranked, start=1)}
-        return order
+    def _rank(self) -> list[QueueJob]:
+        with self._lock:
+            return self._sched.start_order(self._running_owners(), len(self._workers))
 
     def _positions_changed(self) -> None:
-        """Positions moved; tell waiting jobs soon, at most once per `position_interval_s`.
-
-        Every start moves every waiting job, so announcing each change would cost the loop
-        a wakeup per waiting subscriber per job.
-        """
-        self._order = None
-        if self._announcement is None and len(self._sched) and not self._closing:
-            loop = asyncio.get_running_loop()
-            delay = max(self._last_announced + self.position_interval_s - loop.time(), 0.0)
-            self._announcement = loop.call_later(delay, self._announce_positions)
-
-    def _announce_positions(self) -> None:
-        self._announcement = None
-        self._last_announced = asyncio.get_running_loop().time()
-        for job, place in self._start_order().items():
-            if place != job.last_position:
-                job.last_position = place
-                job.channel.publish(JobQueued(job.job_id, place))
+        self._positions.changed(anyone_waits=bool(len(self._sched)) and not self._closing)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -51,8 +51,9 @@ class FairScheduler(Generic[J]):
 
     # --- bookkeeping ------------------------------------------------------------------------
 
-    def push(self, owner: str, job: J, *, max_running: int | None = None) -> None:
-        """Put `job` at the back of `owner`'s own line; `max_running` sets the owner's own limit."""
+    def push(self, owner: str, job: J, *, max_running: int | None = None, front: bool = False) -> None:
+        """Put `job` at the back of `owner`'s own line (at its front with `front`, for a job that must
+        run again); `max_running` sets the owner's own limit."""
         if job in self._owner_of:
             raise ValueError(f"job {job!r} is already waiting")
         if max_running is not None and max_running < 1:
@@ -63,7 +64,10 @@ class FairScheduler(Generic[J]):
             state = self._owners[owner] = _Owner(arrival=self._arrivals, max_running=self.max_running)
         if max_running is not None:
             state.max_running = max_running
-        state.waiting.append(job)
+        if front:
+            state.waiting.appendleft(job)
+        else:
+            state.waiting.append(job)
         self._owner_of[job] = owner
 
     def remove(self, job: J) -> bool:
@@ -76,12 +80,21 @@ class FairScheduler(Generic[J]):
         self._forget_if_idle(owner, state)
         return True
 
-    def pop_next(self) -> tuple[str, J] | None:
-        """The next job to start (counted as running from now on), or None if nothing may start."""
+    def pop_next(self, fits: Callable[[J], bool] | None = None) -> tuple[str, J] | None:
+        """The next job to start (counted as running from now on), or None if nothing may start.
+
+        With `fits`, only an owner whose next job fits (e.g. a free worker holds its model) is served;
+        each owner's jobs still start in the order they came.
+        """
         best: _Owner[J] | None = None
         best_name = ""
         for name, state in self._owners.items():
-            if state.waiting and state.running < state.max_running and (best is None or state.key < best.key):
+            if (
+                state.waiting
+                and state.running < state.max_running
+                and (best is None or state.key < best.key)
+                and (fits is None or fits(state.waiting[0]))
+            ):
                 best, best_name = state, name
         if best is None:
             return None
@@ -91,6 +104,16 @@ class FairScheduler(Generic[J]):
         self._served += 1
         best.last_served = self._served
         return best_name, job
+
+    def add_running(self, owner: str, *, max_running: int | None = None) -> None:
+        """Count a job of `owner` that already runs without `pop_next` (one found running after a restart)."""
+        state = self._owners.get(owner)
+        if state is None:
+            self._arrivals += 1
+            state = self._owners[owner] = _Owner(arrival=self._arrivals, max_running=self.max_running)
+        if max_running is not None:
+            state.max_running = max_running
+        state.running += 1
 
     def finished(self, owner: str) -> None:
         """A job of `owner` that `pop_next` handed out has ended, however it ended."""

@@ -55,7 +55,7 @@ class BotWorld:
 async def started_bot(
     fake: FakeDiscord,
     config: Config,
-    backend: Backend,
+    backend: Backend | None,
     *,
     require_sync: bool = True,
     wait_jobs: bool = True,
@@ -67,6 +67,9 @@ async def started_bot(
         async with run_bot(bot, fake, require_sync=require_sync, error_loggers=("discord", "bot")) as running:
             yield BotWorld(fake, running, bot, services)
             if wait_jobs:
+                await services.jobs.wait_idle()
+            else:  # like a crash: what runs is left unfinished, with no last word to Discord or the database
+                await services.queue.close(grace_s=0)
                 await services.jobs.wait_idle()
             # Nothing the bot sent broke a rule production Discord enforces (late acks, limits, ...).
             assert fake.state.violations == [], fake.state.violations
