@@ -222,7 +222,9 @@ class RemoteQueue:
         return job, slot
 
     def _idle(self) -> list[WorkerSlot]:
-        return self._roster.idle(time.monotonic(), fresh_s=self.lease_s / 2)
+        # A worker renews every third of a lease and the reaper looks every third: one silent for
+        # longer than that has probably died, and is given nothing until it is heard of again.
+        return self._roster.idle(time.monotonic(), fresh_s=0.8 * self.lease_s)
 
     def _changed(self) -> None:
         self._positions_moved()
@@ -259,6 +261,7 @@ class RemoteQueue:
                 self.retry(slot.job, reason)
 
     def on_event(self, fields: Fields) -> None:
+        self._roster.heard(text(fields, "worker"), time.monotonic())
         job = self._current(text(fields, "job"), fields)
         if job is None:
             return
@@ -273,6 +276,7 @@ class RemoteQueue:
         self, entry: str, fields: Fields, fetch: Callable[[str, int], Awaitable[Any]]
     ) -> bool:
         """A worker finished a run; False if nobody here waits for it (a late or unknown one)."""
+        self._roster.heard(text(fields, "worker"), time.monotonic())
         job_id, attempt = text(fields, "job"), int(text(fields, "attempt", "0"))
         job = self._current(job_id, fields)
         if job is None:

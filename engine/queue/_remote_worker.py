@@ -44,6 +44,8 @@ log = logging.getLogger("engine.worker")
 
 _EVENTS_MAXLEN = 10_000
 _BLOCK_MS = 1000
+_PROGRESS_EVERY_S = 0.1
+"""Progress and previews go to the bot at most ten times a second (Discord shows one every 2 s)."""
 
 
 def default_worker_name() -> str:
@@ -61,6 +63,8 @@ class _Running:
     cancel: threading.Event = field(default_factory=threading.Event)
     pending: Progress | None = None
     sending: bool = False
+    announced: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once "started" is sent: progress never overtakes it."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -159,26 +163,35 @@ class RemoteWorker:
                     await self._run_one(entry.decode(), fields, workdir)
 
     async def _run_one(self, entry: str, fields: Fields, workdir: Path) -> None:
-        job_id, attempt, request = await asyncio.to_thread(read_job, fields, workdir)
+        if b"init" in fields:  # writes the source image to a file
+            job_id, attempt, request = await asyncio.to_thread(read_job, fields, workdir)
+        else:
+            job_id, attempt, request = read_job(fields, workdir)
         running = self._running = _Running(job_id, attempt, entry)
         began = time.monotonic()
         try:
-            if await self._redis.exists(self.keys.cancelled(job_id)):
-                outcome: GenerationResult | EngineError = JobCancelled(
-                    "This job was cancelled before it started."
-                )
-            else:
-                await self._heartbeat()
-                await self._event({"type": "started", "job": job_id, "attempt": str(attempt)})
-                loop = asyncio.get_running_loop()
-                outcome = await loop.run_in_executor(self._device, self._generate, request, running)
-            await self._report(running, outcome, time.monotonic() - began)
+            # The device starts at once; saying so takes one round trip beside it, and a cancel that
+            # came before the job did stops it at its first step.
+            loop = asyncio.get_running_loop()
+            generating = loop.run_in_executor(self._device, self._generate, request, running)
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.exists(self.keys.cancelled(job_id))
+                    self._heartbeat_into(pipe)
+                    self._event_into(pipe, {"type": "started", "job": job_id, "attempt": str(attempt)})
+                    cancelled, *_ = await pipe.execute()
+                if cancelled:
+                    running.cancel.set()
+            except Exception as exc:  # Redis away: the job runs anyway, its result says the rest
+                log.warning("job %s: could not say it started (%s)", job_id, exc)
+            finally:
+                running.announced.set()
+            outcome = await generating
+            await self._report_until_heard(running, outcome, time.monotonic() - began)
         finally:
             self._running = None
             if request.init_image is not None:
                 await asyncio.to_thread(request.init_image.unlink, missing_ok=True)
-            with contextlib.suppress(Exception):
-                await self._heartbeat()
 
     def _generate(self, request: GenerationRequest, running: _Running) -> GenerationResult | EngineError:
         """On the device thread: one job, its failures turned into values."""
@@ -204,7 +217,9 @@ class RemoteWorker:
             )
 
     async def _send_progress(self, running: _Running) -> None:
-        """Send the latest progress; what came meanwhile is sent next, the rest is dropped (latest wins)."""
+        """Send the latest progress, then after a pause the latest again (latest wins, the rest is
+        dropped): at most `_PROGRESS_EVERY_S` apart, which is still far more often than a chat shows."""
+        await running.announced.wait()
         while True:
             with running.lock:
                 progress, running.pending = running.pending, None
@@ -214,6 +229,28 @@ class RemoteWorker:
             fields = {"type": "progress", "job": running.job_id, "attempt": str(running.attempt)}
             with contextlib.suppress(Exception):  # a lost progress event is replaced by the next
                 await self._event({**fields, **progress_fields(progress)})
+            await asyncio.sleep(_PROGRESS_EVERY_S)
+
+    async def _report_until_heard(
+        self, running: _Running, outcome: GenerationResult | EngineError, elapsed: float
+    ) -> None:
+        """Report the outcome, retrying while Redis is away for up to a lease (after that the bot has
+        given the job to another worker, and this result would be dropped anyway)."""
+        give_up = time.monotonic() + self.lease_s
+        while True:
+            try:
+                await self._report(running, outcome, elapsed)
+                return
+            except Exception as exc:
+                if time.monotonic() > give_up:
+                    log.error(
+                        "job %s: its outcome could not be reported (%s); the bot runs it again",
+                        running.job_id,
+                        exc,
+                    )
+                    return
+                log.warning("job %s: reporting its outcome failed (%s); retrying", running.job_id, exc)
+                await asyncio.sleep(1.0)
 
     async def _report(
         self, running: _Running, outcome: GenerationResult | EngineError, elapsed: float
@@ -227,7 +264,13 @@ class RemoteWorker:
         }
         async with self._redis.pipeline(transaction=True) as pipe:
             if isinstance(outcome, GenerationResult):
-                payload = await asyncio.to_thread(result_payload, outcome)
+                pixels = sum(image.width * image.height for image in outcome.images)
+                # Copying a few small images is quicker than a trip to a thread.
+                payload = (
+                    await asyncio.to_thread(result_payload, outcome)
+                    if pixels > 2**20
+                    else result_payload(outcome)
+                )
                 key = self.keys.result(running.job_id, running.attempt)
                 pipe.hset(key, mapping=payload)
                 pipe.expire(key, self.result_ttl_s)
@@ -237,6 +280,7 @@ class RemoteWorker:
             stream = self.keys.dispatch(self.name)
             pipe.xack(stream, WORKERS_GROUP, running.entry)
             pipe.xdel(stream, running.entry)
+            self._heartbeat_into(pipe, idle=True)
             await pipe.execute()
         log.info("job %s run %d: %s in %.2fs", running.job_id, running.attempt, _outcome(outcome), elapsed)
 
@@ -250,19 +294,23 @@ class RemoteWorker:
                 await self._renew()
 
     async def _heartbeat(self) -> None:
-        running = self._running
-        key = self.keys.worker(self.name)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                key,
-                mapping={
-                    "models": json.dumps(self.models),
-                    "job": running.job_id if running else "",
-                    "attempt": str(running.attempt) if running else "",
-                },
-            )
-            pipe.expire(key, max(1, round(self.lease_s)))
+            self._heartbeat_into(pipe)
             await pipe.execute()
+
+    def _heartbeat_into(self, pipe: Any, *, idle: bool = False) -> None:
+        """Queue the heartbeat (models, current job; the lease as expiry) onto `pipe`."""
+        running = None if idle else self._running
+        key = self.keys.worker(self.name)
+        pipe.hset(
+            key,
+            mapping={
+                "models": json.dumps(self.models),
+                "job": running.job_id if running else "",
+                "attempt": str(running.attempt) if running else "",
+            },
+        )
+        pipe.expire(key, max(1, round(self.lease_s)))
 
     async def _renew(self) -> None:
         running = self._running
@@ -300,9 +348,16 @@ class RemoteWorker:
                     await pubsub.aclose()
 
     async def _event(self, fields: dict[str, Any]) -> None:
+        await self._redis.xadd(
+            self.keys.events, self._stamped(fields), maxlen=_EVENTS_MAXLEN, approximate=True
+        )
+
+    def _event_into(self, pipe: Any, fields: dict[str, Any]) -> None:
+        pipe.xadd(self.keys.events, self._stamped(fields), maxlen=_EVENTS_MAXLEN, approximate=True)
+
+    def _stamped(self, fields: dict[str, Any]) -> dict[str, Any]:
         # `at`: the worker's clock, for measuring how long news takes to reach the bot (bench/).
-        stamped = {**fields, "worker": self.name, "at": f"{time.time():.6f}"}
-        await self._redis.xadd(self.keys.events, stamped, maxlen=_EVENTS_MAXLEN, approximate=True)
+        return {**fields, "worker": self.name, "at": f"{time.time():.6f}"}
 
     async def _ensure_group(self) -> None:
         from redis.exceptions import ResponseError

@@ -63,9 +63,15 @@ class Roster:
         if slot is None:
             slot = self.workers[name] = WorkerSlot(name, frozenset(models), at)
         else:
-            slot.models, slot.seen = frozenset(models), at
+            slot.models, slot.seen = frozenset(models), max(slot.seen, at)
         slot.reported_job = reported_job
         return slot
+
+    def heard(self, name: str, at: float) -> None:
+        """News from a worker (an event, a result) shows it alive."""
+        slot = self.workers.get(name)
+        if slot is not None:
+            slot.seen = max(slot.seen, at)
 
     def idle(self, now: float, fresh_s: float) -> list[WorkerSlot]:
         """Workers with no job that renewed their heartbeat within `fresh_s` (one that missed a
