@@ -82,8 +82,8 @@ async def throughput(url: str, workers: int, seconds: float, jobs: int) -> None:
     print(
         f"N={workers}: {jobs} jobs in {elapsed:.2f} s = {ideal / elapsed:.4f} x N/T (target >= 0.95); "
         f"dispatch p50 {ms(dispatch, 0.5)}, p99 {ms(dispatch, 0.99)}; "
-        f"progress p50 {ms(progress, 0.5)}, p99 {ms(progress, 0.99)} (target < 50 ms), {len(progress)} events, "
-        f"the bot's side used {cpu / elapsed:.0%} of a core"
+        f"progress p50 {ms(progress, 0.5)}, p99 {ms(progress, 0.99)} (target < 50 ms) of {len(progress)}; "
+        f"bot side {cpu / elapsed:.0%} of a core"
     )
 
 

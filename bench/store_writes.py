@@ -111,7 +111,7 @@ async def main(url: str | None, jobs: int, concurrency: int, *, busy_handler: bo
             report = await upgrade(url)
         db = await Database.connect(url)
         if busy_handler:
-            db._write_lock = None  # the comparison: SQLite's busy handler alone queues the writers
+            db._turns = None  # the comparison: SQLite's busy handler alone queues the writers
         try:
             run = await writes(db, jobs, concurrency)
         finally:

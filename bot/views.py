@@ -220,7 +220,7 @@ class SettingsSelect(discord.ui.DynamicItem[discord.ui.Select[Any]], template=r"
 async def _choose(interaction: Interaction, key: str, value: str) -> None:
     """Save one choice from the panel and redraw it."""
     user_id, bot = interaction.user.id, _bot(interaction)
-    async with bot.db.session() as session:
+    async with bot.db.session(urgent=True) as session:
         prefs = await q.get_user_preferences(session, user_id)
         if key == "remix":
             prefs = await q.update_user_preferences(session, user_id, remix=value == "on")

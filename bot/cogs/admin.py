@@ -111,7 +111,7 @@ class AdminCog(commands.Cog):
         scope, target_id = _scope(target)
         if max_running == 0:
             max_running = -1  # zero running jobs would block the member forever; use jobs_per_day 0 for that
-        async with self.bot.db.session() as session:
+        async with self.bot.db.session(urgent=True) as session:
             rule = await q.set_quota_rule(
                 session,
                 interaction.guild_id,
@@ -133,7 +133,7 @@ class AdminCog(commands.Cog):
     ) -> None:
         assert interaction.guild_id is not None
         scope, target_id = _scope(target)
-        async with self.bot.db.session() as session:
+        async with self.bot.db.session(urgent=True) as session:
             removed = await q.delete_quota_rule(session, interaction.guild_id, scope, target_id)
         text = "Rule removed." if removed else "There was no such rule."
         await interaction.response.send_message(text, ephemeral=True)
@@ -151,7 +151,7 @@ class AdminCog(commands.Cog):
 
     async def _update(self, interaction: discord.Interaction[ImagineBot], **changes: Any) -> None:
         assert interaction.guild_id is not None
-        async with self.bot.db.session() as session:
+        async with self.bot.db.session(urgent=True) as session:
             rules = await q.update_guild_rules(session, interaction.guild_id, **changes)
             text = _config_text(rules)
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=_QUIET)

@@ -194,7 +194,7 @@ class JobService:
 
     async def _submit(self, who: Requester, text: str | None, planned: Sequence[_Planned]) -> list[JobTicket]:
         """Check the policy and store the jobs in one transaction, then queue them, all or none."""
-        async with self.db.session() as session:
+        async with self.db.session(urgent=True) as session:
             limits = await admit(session, who, text, len(planned), config=self.config, now=self._clock())
             cards = [JobCard.from_job(await self._create(session, who, job)) for job in planned]
         handles: list[JobHandle] = []
@@ -241,7 +241,7 @@ class JobService:
         for handle in handles:
             await handle.cancel()
         refused = cards[len(handles)].job_id
-        async with self.db.session() as session:
+        async with self.db.session(urgent=True) as session:
             await q.mark_failed(session, refused, reason, now=self._clock())
             for card in cards:
                 if card.job_id != refused:
@@ -286,7 +286,7 @@ class JobService:
         if card.job_id in self._following:
             raise BotError(f"Job `{card.job_id}` has just finished; it is too late to cancel it.")
         # A row no queue knows (left by a run that crashed and not resumed): end it here.
-        async with self.db.session() as session:
+        async with self.db.session(urgent=True) as session:
             try:
                 await q.mark_cancelled(session, card.job_id, now=self._clock())
             except JobStateError as exc:

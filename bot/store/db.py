@@ -20,6 +20,7 @@ from sqlalchemy.exc import ArgumentError, InvalidRequestError, NoSuchModuleError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
 
+from bot.store._turns import WriterTurns
 from bot.store.errors import DatabaseUnavailable, StoreError
 
 __all__ = ["SQLITE_BUSY_TIMEOUT_MS", "Database", "create_engine", "display_url", "normalize_url"]
@@ -135,11 +136,9 @@ class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
-        # SQLite has one writer at a time. Queueing this process's writers on an asyncio lock wakes
-        # the next one the moment the last commits, where SQLite's busy handler would poll with
-        # sleeps of up to 100 ms (measured in bench/store_writes.py). Other processes still wait
-        # through busy_timeout.
-        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        # SQLite has one writer at a time: this process's writers take turns (`WriterTurns`, urgent
+        # ones first; measured in bench/store_writes.py). Other processes wait through busy_timeout.
+        self._turns = WriterTurns() if engine.dialect.name == "sqlite" else None
         self._writer: asyncio.Task[Any] | None = None
 
     @classmethod
@@ -162,11 +161,12 @@ class Database:
         return self.engine.url
 
     @asynccontextmanager
-    async def session(self, *, read_only: bool = False) -> AsyncIterator[AsyncSession]:
+    async def session(self, *, read_only: bool = False, urgent: bool = False) -> AsyncIterator[AsyncSession]:
         """One unit of work: commits when the block ends normally, rolls back if it raises.
 
         `read_only=True` never commits and refuses to flush changes; on SQLite it runs beside the
-        writer (WAL) instead of waiting for it.
+        writer (WAL) instead of waiting for it. `urgent=True` (a member waits for the answer) goes
+        before background writes when SQLite's writers queue.
         """
         if read_only:
             async with self._sessions() as session:
@@ -175,13 +175,13 @@ class Database:
                 yield session
             return
         # On an exception the commit is skipped and closing the session rolls back.
-        async with self._one_writer(), self._sessions() as session:
+        async with self._one_writer(urgent=urgent), self._sessions() as session:
             yield session
             await session.commit()
 
     @asynccontextmanager
-    async def _one_writer(self) -> AsyncIterator[None]:
-        if self._write_lock is None:
+    async def _one_writer(self, *, urgent: bool) -> AsyncIterator[None]:
+        if self._turns is None:
             yield
             return
         task = asyncio.current_task()
@@ -191,7 +191,7 @@ class Database:
                 "A write session was opened inside another one in the same task; on SQLite that "
                 "waits for itself. Finish the outer unit of work first, or pass read_only=True."
             )
-        async with self._write_lock:
+        async with self._turns.turn(urgent=urgent):
             self._writer = task
             try:
                 yield
