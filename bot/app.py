@@ -12,6 +12,7 @@ import discord
 
 from bot.client import INTENTS, ImagineBot
 from bot.config import Config
+from bot.health import watch_health
 from bot.services import open_services
 from bot.store.errors import StoreError
 from engine.backend import Backend
@@ -39,6 +40,7 @@ async def run(config: Config, token: str, *, backend: Backend | None = None) -> 
     async with (
         open_services(config, backend=backend, grace_s=SHUTDOWN_GRACE_S) as services,
         ImagineBot(services, intents=INTENTS) as bot,
+        watch_health(config.health_interval_s),
     ):
         _close_on_signals(bot)
         await bot.start(token)

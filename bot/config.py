@@ -80,6 +80,8 @@ class Config(BaseSettings):
     progress_interval_s: float = Field(default=2.0, ge=0.5)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    health_interval_s: float = Field(default=600.0, ge=0)
+    """Seconds between the log's health lines (event-loop lag, memory); 0 = none."""
 
     @field_validator("queue_url")
     @classmethod
