@@ -1,6 +1,6 @@
 """Shared test set-up: every test runs offline, and torch's threads don't spin on a shared CPU.
 
-Redis fixtures for every test folder (`redis_server_url`, `redis7_url`, `redis_prefix`) come from
+Redis fixtures for every test folder (`redis_server_url`, `redis7_url`, `redis_prefix`, `old_redis`) come from
 `tests/redis_fixtures.py`; PostgreSQL's live with the store tests (`tests/bot/store/conftest.py`).
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from tests.redis_fixtures import redis7_url, redis_prefix, redis_server_url
+from tests.redis_fixtures import old_redis, redis7_url, redis_prefix, redis_server_url
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -16,4 +16,4 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Read by OpenMP when torch first loads, which is after this file is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__all__ = ["redis7_url", "redis_prefix", "redis_server_url"]
+__all__ = ["old_redis", "redis7_url", "redis_prefix", "redis_server_url"]

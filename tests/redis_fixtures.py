@@ -6,18 +6,23 @@
 - `redis7_url`: the same server, for tests that need Redis 7 or newer (skipped on an older one).
 - `redis_prefix`: a fresh prefix such as `test-1a2b3c4d` (also a valid `IMAGINE_QUEUE_PREFIX`); every key
   `<prefix>:*` is deleted after the test.
+- `old_redis`: the URL of a loopback server that speaks just enough of Redis's protocol to say it is Redis 6.2
+  (no real Redis 6 is installed here), for the refusal of servers older than 7.
 
 Session fixtures use the synchronous client, so they hold no event loop; tests may use `redis.asyncio`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import socket
+import socketserver
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,6 +36,7 @@ __all__ = [
     "REDIS_URL_VARIABLE",
     "delete_keys",
     "find_redis_server",
+    "old_redis",
     "redis7_url",
     "redis_prefix",
     "redis_server_url",
@@ -163,3 +169,38 @@ def redis_prefix(redis_server_url: str) -> Iterator[str]:
         yield prefix
     finally:
         delete_keys(redis_server_url, prefix)
+
+
+@pytest.fixture
+def old_redis() -> Iterator[str]:
+    """A loopback server that speaks enough of Redis's protocol to say it is Redis 6.2. It runs on its
+    own thread, so both a test's event loop and a program's `asyncio.run` can talk to it."""
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), _OldRedis) as server:
+        server.daemon_threads = True
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"redis://127.0.0.1:{server.server_address[1]}/0"
+        finally:
+            server.shutdown()
+
+
+class _OldRedis(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        with contextlib.suppress(ConnectionError, ValueError):
+            while command := self._command():
+                if command[0].upper() == b"INFO":
+                    info = b"# Server\r\nredis_version:6.2.14\r\n"
+                    self.wfile.write(b"$%d\r\n%s\r\n" % (len(info), info))
+                else:
+                    self.wfile.write(b"+OK\r\n")
+
+    def _command(self) -> list[bytes]:
+        header = self.rfile.readline()
+        if not header.startswith(b"*"):
+            return []
+        parts = []
+        for _ in range(int(header[1:])):
+            length = int(self.rfile.readline()[1:])
+            parts.append(self.rfile.read(length + 2)[:-2])
+        return parts

@@ -287,12 +287,8 @@ class LocalQueue:
         """Keeps the latest progress and wakes the loop once per burst; never blocks the device."""
 
         def on_progress(progress: Progress) -> None:
-            with job.progress_lock:
-                job.pending_progress = progress
-                if job.flush_scheduled:
-                    return
-                job.flush_scheduled = True
-            self._post(self._flush_progress, job)
+            if job.progress.put(progress):
+                self._post(self._flush_progress, job)
 
         return on_progress
 
@@ -325,10 +321,7 @@ class LocalQueue:
         self._positions_changed()
 
     def _flush_progress(self, job: QueueJob) -> None:
-        with job.progress_lock:
-            progress, job.pending_progress = job.pending_progress, None
-            job.flush_scheduled = False
-        if progress is not None:
+        while (progress := job.progress.take()) is not None:
             job.channel.publish(JobProgress(job.job_id, progress))
 
     def _stop(self, job: QueueJob, error: JobCancelled) -> bool:

@@ -26,6 +26,7 @@ from typing import Any
 
 from engine.backend import Backend
 from engine.errors import EngineError, GenerationError, JobCancelled
+from engine.queue._latest import LatestProgress
 from engine.queue._wire import (
     WORKERS_GROUP,
     Fields,
@@ -61,11 +62,9 @@ class _Running:
     attempt: int
     entry: str
     cancel: threading.Event = field(default_factory=threading.Event)
-    pending: Progress | None = None
-    sending: bool = False
+    progress: LatestProgress = field(default_factory=LatestProgress)
     announced: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once "started" is sent: progress never overtakes it."""
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class RemoteWorker:
@@ -197,13 +196,9 @@ class RemoteWorker:
         """On the device thread: one job, its failures turned into values."""
 
         def on_progress(progress: Progress) -> None:
-            with running.lock:
-                running.pending = progress
-                if running.sending:
-                    return
-                running.sending = True
-            assert self._loop is not None
-            self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._send_progress(running)))
+            if running.progress.put(progress):
+                assert self._loop is not None
+                self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._send_progress(running)))
 
         try:
             return self.backend.generate(request, on_progress=on_progress, cancelled=running.cancel)
@@ -220,12 +215,7 @@ class RemoteWorker:
         """Send the latest progress, then after a pause the latest again (latest wins, the rest is
         dropped): at most `_PROGRESS_EVERY_S` apart, which is still far more often than a chat shows."""
         await running.announced.wait()
-        while True:
-            with running.lock:
-                progress, running.pending = running.pending, None
-                if progress is None:
-                    running.sending = False
-                    return
+        while (progress := running.progress.take()) is not None:
             fields = {"type": "progress", "job": running.job_id, "attempt": str(running.attempt)}
             with contextlib.suppress(Exception):  # a lost progress event is replaced by the next
                 await self._event({**fields, **progress_fields(progress)})

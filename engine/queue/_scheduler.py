@@ -56,14 +56,7 @@ class FairScheduler(Generic[J]):
         run again); `max_running` sets the owner's own limit."""
         if job in self._owner_of:
             raise ValueError(f"job {job!r} is already waiting")
-        if max_running is not None and max_running < 1:
-            raise ValueError(f"max_running must be at least 1; got {max_running}")
-        state = self._owners.get(owner)
-        if state is None:
-            self._arrivals += 1
-            state = self._owners[owner] = _Owner(arrival=self._arrivals, max_running=self.max_running)
-        if max_running is not None:
-            state.max_running = max_running
+        state = self._owner(owner, max_running)
         if front:
             state.waiting.appendleft(job)
         else:
@@ -107,13 +100,19 @@ class FairScheduler(Generic[J]):
 
     def add_running(self, owner: str, *, max_running: int | None = None) -> None:
         """Count a job of `owner` that already runs without `pop_next` (one found running after a restart)."""
+        self._owner(owner, max_running).running += 1
+
+    def _owner(self, owner: str, max_running: int | None) -> _Owner[J]:
+        """`owner`'s state, made on first use; `max_running` (when given) becomes its own limit."""
+        if max_running is not None and max_running < 1:
+            raise ValueError(f"max_running must be at least 1; got {max_running}")
         state = self._owners.get(owner)
         if state is None:
             self._arrivals += 1
             state = self._owners[owner] = _Owner(arrival=self._arrivals, max_running=self.max_running)
         if max_running is not None:
             state.max_running = max_running
-        state.running += 1
+        return state
 
     def finished(self, owner: str) -> None:
         """A job of `owner` that `pop_next` handed out has ended, however it ended."""

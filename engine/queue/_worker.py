@@ -18,8 +18,9 @@ from typing import Protocol
 from engine.backend import Backend, ProgressCallback
 from engine.errors import EngineError, GenerationError, JobCancelled
 from engine.queue._events import JobChannel
+from engine.queue._latest import LatestProgress
 from engine.queue._scheduler import DurationStats
-from engine.types import GenerationRequest, GenerationResult, Progress
+from engine.types import GenerationRequest, GenerationResult
 
 __all__ = ["DeviceWorker", "Outcome", "QueueJob", "WorkerHost"]
 
@@ -44,10 +45,8 @@ class QueueJob:
     """*locked*: the worker that took the job; stays set after the job ends."""
     started_at: float = 0.0
     last_position: int | None = None
-    # Progress from the device thread waits here; the loop is woken once per burst.
-    progress_lock: threading.Lock = field(default_factory=threading.Lock)
-    pending_progress: Progress | None = None
-    flush_scheduled: bool = False
+    progress: LatestProgress = field(default_factory=LatestProgress)
+    """Progress from the device thread waits here; the loop is woken once per burst."""
 
 
 class WorkerHost(Protocol):

@@ -263,6 +263,16 @@ def test_the_bot_with_an_unreachable_redis_says_so_and_exits_2(
     assert err.count("\n") == 1
 
 
+def test_the_bot_refuses_a_redis_older_than_7_and_exits_2(
+    tmp_path: Path, old_redis: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_main(make_config(tmp_path, queue_url=old_redis, model=QUICK)) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("imaginebot: Redis at redis://127.0.0.1:")
+    assert "is version 6.2.14; imaginebot needs Redis 7 or newer" in err
+    assert err.count("\n") == 1
+
+
 def test_a_worker_needs_a_queue_url_and_a_reachable_redis(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

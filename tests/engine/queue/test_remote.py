@@ -279,36 +279,3 @@ async def test_a_password_in_the_url_is_not_shown() -> None:
 async def test_redis_older_than_7_is_refused(old_redis: str) -> None:
     with pytest.raises(QueueUnavailable, match=r"version 6\.2\.14; imaginebot needs Redis 7 or newer"):
         await RemoteWorker.check(old_redis)
-
-
-@pytest.fixture
-async def old_redis() -> AsyncIterator[str]:
-    """A loopback server that speaks enough of Redis's protocol to say it is Redis 6.2."""
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-            while True:
-                command = await _read_command(reader)
-                if command and command[0].upper() == b"INFO":
-                    info = b"# Server\r\nredis_version:6.2.14\r\n"
-                    writer.write(b"$%d\r\n%s\r\n" % (len(info), info))
-                else:
-                    writer.write(b"+OK\r\n")
-                await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    async with server:
-        yield f"redis://127.0.0.1:{port}/0"
-
-
-async def _read_command(reader: asyncio.StreamReader) -> list[bytes]:
-    header = await reader.readline()
-    if not header.startswith(b"*"):
-        raise ConnectionError("not a command")
-    parts = []
-    for _ in range(int(header[1:])):
-        length = int((await reader.readline())[1:])
-        parts.append((await reader.readexactly(length + 2))[:-2])
-    return parts
