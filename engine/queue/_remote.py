@@ -18,7 +18,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from engine.errors import GenerationError, JobCancelled, JobInterrupted, QueueClosed, QueueFull
+from engine.errors import (
+    EngineError,
+    GenerationError,
+    JobCancelled,
+    JobInterrupted,
+    QueueClosed,
+    QueueFull,
+)
 from engine.queue._events import JobChannel, JobProgress, JobQueued, JobRetried, JobStarted
 from engine.queue._handle import JobHandle
 from engine.queue._positions import PositionBoard
@@ -195,7 +202,14 @@ class RemoteQueue:
             while not self._closing and (pair := self._next()) is not None:
                 job, slot = pair
                 try:
-                    await self._io.give(job, slot.name)
+                    init = await self._source_image(job)
+                except OSError as exc:
+                    self._end(
+                        job, GenerationError(f"Its source image cannot be read ({exc.strerror or exc}).")
+                    )
+                    continue
+                try:
+                    await self._io.give(job, slot.name, init)
                 except Exception as exc:  # Redis is away: the job waits at the front, the worker idles
                     log.warning(
                         "could not give job %s to worker %s (%s); retrying", job.job_id, slot.name, exc
@@ -205,6 +219,19 @@ class RemoteQueue:
                     self._sched.push(job.owner, job, front=True)
                     self._io.later(self._wake.set, 1.0)
                     break
+
+    async def _source_image(self, job: RemoteJob) -> bytes | None:
+        """The bytes of the job's source image (its worker may be on another machine)."""
+        path = job.request.init_image
+        return None if path is None else await asyncio.to_thread(path.read_bytes)
+
+    def _end(self, job: RemoteJob, error: EngineError) -> None:
+        """End a job that was given a worker slot without it running there."""
+        self._roster.free(job)
+        self._sched.finished(job.owner)
+        self._forget(job)
+        job.channel.fail(error, job.attempt)
+        self._changed()
 
     def _next(self) -> tuple[RemoteJob, WorkerSlot] | None:
         """The next job to give and the idle worker for it, booked as running; None if none fits."""
@@ -340,7 +367,10 @@ class RemoteQueue:
             return
         self._roster.free(job)
         self._sched.finished(job.owner)
-        if job.attempt >= self.max_attempts:
+        if job.cancel_requested:  # it was being stopped anyway
+            self._forget(job)
+            job.channel.fail(JobCancelled("This job was cancelled."), job.attempt)
+        elif job.attempt >= self.max_attempts:
             self._forget(job)
             job.channel.fail(
                 GenerationError(f"It was given up after {job.attempt} tries: each time {reason}."),

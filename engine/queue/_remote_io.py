@@ -138,11 +138,8 @@ class RemoteIO:
             asyncio.get_running_loop().create_task(self._deliver(*parked))
         return True
 
-    async def give(self, job: RemoteJob, worker: str) -> None:
-        """Put `job` on `worker`'s dispatch stream and remember it is in flight there."""
-        init = None
-        if job.request.init_image is not None:
-            init = await asyncio.to_thread(job.request.init_image.read_bytes)
+    async def give(self, job: RemoteJob, worker: str, init: bytes | None) -> None:
+        """Put `job` and its source image's bytes on `worker`'s dispatch stream; note it is in flight."""
         request = replace(job.request, model=job.model, init_image=None)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.xadd(self.keys.dispatch(worker), job_fields(job.job_id, job.attempt, request, init))

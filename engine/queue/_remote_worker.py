@@ -162,10 +162,15 @@ class RemoteWorker:
                     await self._run_one(entry.decode(), fields, workdir)
 
     async def _run_one(self, entry: str, fields: Fields, workdir: Path) -> None:
-        if b"init" in fields:  # writes the source image to a file
+        try:  # with a source image, this writes it to a file
             job_id, attempt, request = await asyncio.to_thread(read_job, fields, workdir)
-        else:
-            job_id, attempt, request = read_job(fields, workdir)
+        except Exception:  # not a job this worker can read (another version of imaginebot?): drop it
+            log.exception("dropping dispatch entry %s, which is not a job this worker understands", entry)
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.xack(self.keys.dispatch(self.name), WORKERS_GROUP, entry)
+                pipe.xdel(self.keys.dispatch(self.name), entry)
+                await pipe.execute()
+            return
         running = self._running = _Running(job_id, attempt, entry)
         began = time.monotonic()
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -248,6 +249,25 @@ async def test_cancel_reaches_a_waiting_and_a_running_remote_job(
     assert [job.status for job in jobs] == [JobStatus.CANCELLED, JobStatus.CANCELLED]
     assert "run 1: cancelled" in workers.log("gpu0")
     assert workers.log("gpu0").count("run 1:") == 1  # the waiting one never reached the worker
+
+
+async def test_a_job_cancelled_while_its_worker_is_frozen_ends_cancelled_and_is_not_run_again(
+    fake_discord: FakeDiscord, tmp_path: Path, workers: Workers
+) -> None:
+    frozen = await workers.start("frozen", SLOW)
+    async with started_bot(fake_discord, remote_config(tmp_path, workers, model=SLOW), None) as world:
+        fake = fake_discord
+        message = await (await fake.slash("imagine", {"prompt": "stopped"})).wait_original()
+        await fake.wait_for(lambda _: message.content.endswith("%)"), timeout=15, what="progress")
+        await workers.start("spare", SLOW)
+        frozen.send_signal(signal.SIGSTOP)  # the cancel cannot reach it; its lease lapses
+        await (await fake.slash("cancel")).response(timeout=3)
+        await fake.wait_for(lambda _: message.content.endswith("(cancelled)"), timeout=15, what="cancel")
+        frozen.send_signal(signal.SIGCONT)
+        await world.jobs.wait_idle()
+        (job,) = await jobs_in(world)
+    assert (job.status, job.attempts) == (JobStatus.CANCELLED, 1)
+    assert re.search(r" run \d+: ", workers.log("spare")) is None  # the spare never ran it
 
 
 # --- refusals: one sentence, exit 2 ----------------------------------------------------------------

@@ -11,12 +11,13 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
-from engine.errors import JobCancelled, JobInterrupted, QueueUnavailable
+from engine.errors import GenerationError, JobCancelled, JobInterrupted, QueueUnavailable
 from engine.queue import (
     JobFinished,
     JobHandle,
@@ -27,7 +28,7 @@ from engine.queue import (
     RemoteWorker,
 )
 from engine.simulated import SimulatedBackend
-from engine.types import GenerationRequest
+from engine.types import GenerationRequest, Mode
 from tests.engine.queue.conftest import HANG_GUARD_S, request, wait_for
 
 LEASE_S = 1.0
@@ -184,6 +185,21 @@ async def test_no_worker_yet_means_the_job_waits_then_runs_when_one_comes(cluste
     await cluster.worker("late", SimulatedBackend(seconds=0.01, steps=1, name="sim"))
     assert isinstance(await outcome(handle), object)
     assert (await handle.result()).seeds == (0, 1, 2, 3)
+
+
+async def test_a_job_whose_source_image_is_gone_fails_with_a_reason_and_the_worker_goes_on(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    await cluster.worker("w1", SimulatedBackend(seconds=0.01, steps=1, name="sim"))
+    queue = cluster.queue()
+    await queue.start()
+    gone = replace(
+        request("a variation"), mode=Mode.VARIATION, init_image=tmp_path / "gone.png", strength=0.5
+    )
+    failed = await outcome(await queue.submit("alice", gone))
+    assert isinstance(failed, GenerationError)
+    assert "source image cannot be read" in str(failed)
+    assert getattr(await outcome(await queue.submit("alice", request("next"))), "seeds", None) == (0, 1, 2, 3)
 
 
 # --- cancel ----------------------------------------------------------------------------------------
