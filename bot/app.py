@@ -12,7 +12,7 @@ import discord
 
 from bot.client import INTENTS, ImagineBot
 from bot.config import Config
-from bot.health import watch_health
+from bot.health import freeze_startup_heap, watch_health
 from bot.services import open_services
 from bot.store.errors import StoreError
 from engine.backend import Backend
@@ -43,6 +43,7 @@ async def run(config: Config, token: str, *, backend: Backend | None = None) -> 
         watch_health(config.health_interval_s),
     ):
         _close_on_signals(bot)
+        freeze_startup_heap()
         await bot.start(token)
 
 

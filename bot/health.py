@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import resource
 import time
 from collections.abc import AsyncIterator
 
-__all__ = ["TICK_S", "memory_mib", "watch_health"]
+__all__ = ["TICK_S", "freeze_startup_heap", "memory_mib", "watch_health"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,15 @@ def memory_mib() -> float:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak_kib / 1024
+
+
+def freeze_startup_heap() -> None:
+    """Leave every object that exists now (modules, the model, the services) out of the collector's
+    full passes from here on. Those objects live as long as the process, and walking them stalled
+    the bot's loop 100-200 ms at each full pass in the load test (docs/benchmarks.md); call once,
+    when start-up is done. This collection itself takes about as long, once."""
+    gc.collect()
+    gc.freeze()
 
 
 async def _watch(interval_s: float) -> None:

@@ -15,6 +15,7 @@ import signal
 import sys
 
 from bot.config import Config
+from bot.health import freeze_startup_heap
 from bot.services import load_engine, worker_models
 from engine.errors import ModelLoadError, QueueUnavailable
 from engine.queue import RemoteWorker
@@ -47,6 +48,7 @@ async def serve(config: Config, *, name: str | None = None, models: list[str] | 
             prefix=config.queue_prefix,
             lease_s=config.lease_s,
         )
+        freeze_startup_heap()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
