@@ -68,6 +68,17 @@ class Config(BaseSettings):
     lease_s: float = Field(default=30.0, ge=1.0, le=3600.0)
     """A worker that has not renewed its claim on a job this long is taken for dead; the job runs again."""
 
+    # --- images in (attachments and links in prompts) --------------------------------------
+    max_image_mb: float = Field(default=10.0, gt=0, le=200)
+    """The largest image a member may give; a bigger one is refused while it downloads."""
+    max_image_pixels: int = Field(default=40_000_000, ge=64 * 64)
+    """Width x height above which an image is refused unread (decompression bombs)."""
+    fetch_timeout_s: float = Field(default=2.5, gt=0, le=120)
+    """The whole download of one image, connection included; a member hears back within about this long."""
+    fetch_connect_timeout_s: float = Field(default=1.5, gt=0, le=60)
+    fetch_allow_hosts: str = ""
+    """Comma-separated `host` or `host:port` let through the private-address check (tests, private CDNs)."""
+
     # --- limits ---------------------------------------------------------------------------
     max_prompt_length: int = Field(default=2000, ge=10)
     max_repeat: int = Field(default=4, ge=1, le=40)
@@ -125,6 +136,17 @@ class Config(BaseSettings):
         if self.database_url_setting:
             return self.database_url_setting
         return f"sqlite+aiosqlite:///{(self.data_dir / 'imaginebot.db').resolve()}"
+
+    @property
+    def max_image_bytes(self) -> int:
+        return int(self.max_image_mb * 1024 * 1024)
+
+    @property
+    def fetch_allowed(self) -> frozenset[str]:
+        """`fetch_allow_hosts` as lower-case `host` / `host:port` entries."""
+        return frozenset(
+            entry.strip().lower() for entry in self.fetch_allow_hosts.split(",") if entry.strip()
+        )
 
     @property
     def attachment_limit_bytes(self) -> int:
