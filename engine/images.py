@@ -196,6 +196,10 @@ def recipe_text(request: GenerationRequest, result: GenerationResult, index: int
     extra: dict[str, object] = {}
     if request.mode is Mode.VARIATION:
         extra["Denoising strength"] = _number(request.strength)
+    elif request.mode is Mode.IMAGE:
+        # Each picture by its SHA-256 (of the file as fetched), so the recipe names its sources exactly.
+        extra["Image prompts"] = " ".join(request.sources)
+        extra["Image weight"] = _number(request.image_weight)
     if request.tile:
         extra["Tiling"] = "True"
     extra.update(result.extra)

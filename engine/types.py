@@ -44,6 +44,7 @@ class Mode(enum.StrEnum):
     TEXT = "text"  # text-to-image: a fresh grid (imagine, re-roll)
     VARIATION = "variation"  # image-to-image from one cell, `strength` says how far to move
     UPSCALE = "upscale"  # one image at 2x, keeping its composition
+    IMAGE = "image"  # a fresh grid that starts from the member's picture(s), `image_weight` says how much
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +67,12 @@ class GenerationRequest:
     count: int = GRID_SIZE
     mode: Mode = Mode.TEXT
     init_image: Path | None = None
-    """Source image for VARIATION and UPSCALE."""
+    """Source image for VARIATION and UPSCALE; for IMAGE, the start image made from the member's pictures
+    (already fitted to `aspect_ratio` and blended when there are several)."""
+    image_weight: float = 1.0
+    """`--iw` (0–3) of an IMAGE job: how much of the start image survives (see the backend's mapping)."""
+    sources: tuple[str, ...] = ()
+    """SHA-256 (hex) of each picture an IMAGE job starts from, for the recipe."""
     strength: float = 0.0
     """How far VARIATION moves from `init_image` (0..1)."""
     model: str | None = None
@@ -93,7 +99,7 @@ class GenerationRequest:
                 continue
             if spec.name == "weighted_prompts":
                 value = [[part.text, part.weight] for part in value]
-            elif spec.name == "aspect_ratio":
+            elif spec.name in ("aspect_ratio", "sources"):
                 value = list(value)
             elif spec.name == "mode":
                 value = value.value
@@ -108,6 +114,7 @@ class GenerationRequest:
             WeightedPrompt(text, weight) for text, weight in values["weighted_prompts"]
         )
         values["aspect_ratio"] = tuple(values["aspect_ratio"])
+        values["sources"] = tuple(values.get("sources", ()))
         values["mode"] = Mode(values["mode"])
         return cls(init_image=init_image, **values)
 

@@ -18,6 +18,7 @@ __all__ = [
     "TURBO_NEGATIVE_CFG",
     "Plan",
     "guidance_for",
+    "image_strength",
     "img2img_steps",
     "plan_for",
     "size_for",
@@ -109,6 +110,24 @@ def img2img_steps(steps: int, strength: float) -> int:
     while int(n * strength) < 1:  # guard against float rounding just below 1
         n += 1
     return n
+
+
+IMAGE_WEIGHT_MAX = 3.0
+IMAGE_STRENGTH_AT_0 = 0.95
+"""`--iw 0`: the picture only tints the start (a little of its layout and palette survives the noise)."""
+IMAGE_STRENGTH_PER_WEIGHT = 0.25
+
+
+def image_strength(image_weight: float) -> float:
+    """Image-to-image strength for an image prompt's `--iw` (0–3): 0.95 - 0.25 × iw.
+
+    `--iw 0` → 0.95 (the text decides, the picture tints), 1 (the default) → 0.7, 2 → 0.45,
+    3 → 0.2 (the picture, retouched). Strength is the share of the schedule that is re-noised and
+    denoised again, so a higher weight keeps more of the picture and also runs fewer steps.
+    """
+    if not 0.0 <= image_weight <= IMAGE_WEIGHT_MAX:
+        raise GenerationError(f"`--iw` takes a number from 0 to {IMAGE_WEIGHT_MAX:g}; got {image_weight:g}.")
+    return round(IMAGE_STRENGTH_AT_0 - IMAGE_STRENGTH_PER_WEIGHT * image_weight, 4)
 
 
 def stop_iteration(total: int, stop: int) -> int:

@@ -17,13 +17,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from engine.backend import ProgressCallback
 from engine.backends import _upscale
 from engine.backends._aliases import ModelSet
 from engine.backends._conditioning import conditioning_kwargs, prompt_sides
-from engine.backends._mapping import guidance_for, img2img_steps, plan_for, steps_for, stop_iteration
+from engine.backends._mapping import (
+    guidance_for,
+    image_strength,
+    img2img_steps,
+    plan_for,
+    steps_for,
+    stop_iteration,
+)
 from engine.backends._model import LoadedModel, free_device_memory, load_model
 from engine.backends._preview import LatentPreviewer
 from engine.backends._schedulers import DenoisedTap, sampler_name
@@ -130,15 +137,19 @@ def _generators(seeds: tuple[int, ...] | list[int]) -> list[Any]:
     return [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
 
 
+_JOB_NAMES = {Mode.VARIATION: "variation", Mode.UPSCALE: "upscale", Mode.IMAGE: "image prompt"}
+
+
 def _open_source(path: Path | None, mode: Mode) -> Image.Image:
+    what = _JOB_NAMES.get(mode, mode.value)
     if path is None:
-        raise GenerationError(f"A {mode.value} needs the image it starts from, and this job names none.")
+        raise GenerationError(f"This {what} needs the image it starts from, and the job names none.")
     try:
         with Image.open(path) as image:
             return image.convert("RGB")
     except OSError as exc:
         raise GenerationError(
-            f"The image this {mode.value} starts from ({path.name}) can't be read; "
+            f"The image this {what} starts from ({path.name}) can't be read; "
             "it may have been removed from the data folder."
         ) from exc
 
@@ -221,6 +232,37 @@ class DiffusersBackend:
             "generator": _generators(seeds),
         }
         return _Job(pipe, [call], cfg, request.stop, notes=[note] if note else [])
+
+    def _image_job(self, model: LoadedModel, request: GenerationRequest) -> _Job:
+        """A fresh grid at the requested `--ar` that starts from the member's picture (image-to-image).
+
+        The start image is cropped to the grid's size around its centre (the bot already fitted it
+        to the ratio; this only evens out rounding), then re-noised to `image_strength(--iw)`.
+        """
+        sides = prompt_sides(request)
+        plan = plan_for(request, model.family, has_negative=bool(sides.negative))
+        source = ImageOps.fit(
+            _open_source(request.init_image, Mode.IMAGE), (plan.width, plan.height), Image.Resampling.LANCZOS
+        )
+        strength = image_strength(request.image_weight)
+        seeds = request.seeds
+        pipe = model.img2img
+        call = {
+            **conditioning_kwargs(pipe, sides, seeds=seeds, chaos=request.chaos, guidance=plan.cfg > 1),
+            "image": source,
+            "strength": strength,
+            "num_inference_steps": img2img_steps(plan.steps, strength),
+            "guidance_scale": plan.cfg,
+            "generator": _generators(seeds),
+        }
+        pictures = len(request.sources)
+        how = f"blended from {pictures} pictures" if pictures > 1 else "from the picture"
+        notes = [
+            *plan.notes,
+            f"image prompt: image-to-image {how} at strength {strength:g} for --iw "
+            f"{request.image_weight:g} (no image-prompt adapter on this model)",
+        ]
+        return _Job(pipe, [call], plan.cfg, request.stop, notes=notes)
 
     def _upscale_job(self, model: LoadedModel, request: GenerationRequest, big: Image.Image) -> _Job:
         family = model.family
@@ -341,6 +383,8 @@ class DiffusersBackend:
                 job = self._upscale_job(model, request, big)
             elif request.mode is Mode.VARIATION:
                 job = self._variation_job(model, request)
+            elif request.mode is Mode.IMAGE:
+                job = self._image_job(model, request)
             else:
                 job = self._text_job(model, request)
             images, steps = self._run(model, job, request, on_progress, cancelled)
@@ -368,6 +412,8 @@ class DiffusersBackend:
         extra = {"mode": request.mode.value}
         if request.mode is Mode.VARIATION:
             extra["strength"] = f"{request.strength:g}"
+        elif request.mode is Mode.IMAGE:
+            extra["strength"] = f"{image_strength(request.image_weight):g}"
         if notes:
             extra["notes"] = "; ".join(notes)
         return GenerationResult(

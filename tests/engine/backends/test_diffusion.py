@@ -133,6 +133,35 @@ def test_variation_makes_four_new_images_of_the_source_size(
     assert result.extra["strength"] == "0.6"
 
 
+def test_an_image_prompt_is_a_grid_at_the_aspect_ratio_that_starts_from_the_picture(
+    random_backend: DiffusersBackend, tmp_path: Path
+) -> None:
+    source = tmp_path / "start.png"
+    Image.effect_noise((90, 60), 60).convert("RGB").save(source)  # not the grid's size: fitted by the engine
+    result = run_job(
+        random_backend,
+        mode=Mode.IMAGE,
+        init_image=source,
+        image_weight=2.0,
+        sources=("ab" * 32,),
+        aspect_ratio=(3, 2),
+        seed=3,
+        steps=8,
+    )
+    assert len(result.images) == 4
+    assert {image.size for image in result.images} == {(80, 56)}  # 3:2 at the native area
+    assert result.steps == 3  # int(8 x 0.45): --iw 2 keeps more of the picture, so fewer steps run
+    assert result.extra["strength"] == "0.45"
+    assert "image-to-image from the picture at strength 0.45 for --iw 2" in result.extra["notes"]
+
+
+def test_an_image_prompt_without_its_picture_is_a_clear_error(
+    random_backend: DiffusersBackend, tmp_path: Path
+) -> None:
+    with pytest.raises(GenerationError, match="image prompt starts from"):
+        run_job(random_backend, mode=Mode.IMAGE, init_image=tmp_path / "gone.png")
+
+
 def test_upscale_doubles_one_image(random_backend: DiffusersBackend, tmp_path: Path) -> None:
     source = tmp_path / "cell.png"
     run_job(random_backend, seed=5, steps=2).images[3].save(source)

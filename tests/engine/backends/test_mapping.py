@@ -8,6 +8,7 @@ from engine.backends._family import Family, FamilyKind
 from engine.backends._mapping import (
     TURBO_NEGATIVE_CFG,
     guidance_for,
+    image_strength,
     img2img_steps,
     plan_for,
     size_for,
@@ -100,3 +101,9 @@ def test_plan_combines_size_steps_and_guidance() -> None:
     assert plan.steps == 1
     assert plan.cfg == TURBO_NEGATIVE_CFG
     assert len(plan.notes) == 1
+
+
+def test_image_weight_keeps_more_of_the_picture_as_it_rises() -> None:
+    assert [image_strength(iw) for iw in (0, 0.5, 1, 2, 3)] == [0.95, 0.825, 0.7, 0.45, 0.2]
+    with pytest.raises(GenerationError, match="--iw"):
+        image_strength(3.5)

@@ -12,6 +12,7 @@ from PIL import Image
 
 from engine.backends import load_backend
 from engine.backends.diffusion import DiffusersBackend
+from engine.tiny.data import Scene, Shape, draw
 from engine.types import VARY_STRONG, VARY_SUBTLE, GenerationResult, Mode
 from tests.engine.backends.conftest import run_job
 
@@ -104,3 +105,24 @@ def test_tile_makes_images_that_wrap_around(tiny: DiffusersBackend) -> None:
     plain = run_job(tiny, prompt, seed=77, steps=None)
     assert np.mean([seam(image) for image in tiled.images]) < 2.0
     assert np.mean([seam(image) for image in tiled.images]) < np.mean([seam(image) for image in plain.images])
+
+
+def test_a_higher_image_weight_follows_the_picture_more(tiny: DiffusersBackend, tmp_path: Path) -> None:
+    # A picture of the kind the tiny model knows (its VAE only renders the dataset's colours well),
+    # with a prompt that asks for other colours and another shape.
+    scene = Scene("blue", (Shape("circle", "red", 1, "big", "in the top left"),), ((0.3, 0.3),))
+    picture = draw(scene)
+    picture.save(source := tmp_path / "start.png")
+    prompt = "a yellow square on a black background"
+
+    def cells(weight: float) -> tuple[Image.Image, ...]:
+        return run_job(
+            tiny, prompt, mode=Mode.IMAGE, init_image=source, image_weight=weight, seed=21, steps=None
+        ).images
+
+    low, high = cells(0.5), cells(2.0)
+    low_corr = [_corr(picture, image) for image in low]
+    high_corr = [_corr(picture, image) for image in high]
+    assert min(high_corr) > max(low_corr)
+    assert np.mean(high_corr) > 0.5
+    assert _spread(high) > 1.0  # four images, not four copies of the picture
