@@ -67,6 +67,14 @@ def waiting_content(card: JobCard) -> str:
     return f"{_head(card)} (Waiting to start)"
 
 
+def started_below_content(jobs: int) -> str:
+    return (
+        "Got your pictures; your job is below."
+        if jobs == 1
+        else f"Got your pictures; your {jobs} jobs are below."
+    )
+
+
 def progress_content(card: JobCard, percent: int) -> str:
     return f"{_head(card)} ({percent}%)"
 

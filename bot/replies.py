@@ -69,12 +69,21 @@ async def reporting(interaction: discord.Interaction[Any]) -> AsyncIterator[None
 
 async def answer_with_jobs(interaction: discord.Interaction[Any], tickets: Sequence[JobTicket]) -> None:
     """Answer the interaction with the first job's "Waiting to start" message; the others (`--repeat`,
-    permutations) post their own. Later edits go through the channel endpoint (the bot wrote the
-    message), so they work long after the interaction token expired. If answering fails, the job
-    posts its own message instead: it is queued and must be shown either way.
+    permutations) post their own. An interaction deferred while pictures were fetched is only the
+    member's (so a refusal stays private): every job then posts its own message.
+
+    Later edits go through the channel endpoint (the bot wrote the message), so they work long after
+    the interaction token expired. If answering fails, the job posts its own message instead: it is
+    queued and must be shown either way.
     """
     first, *rest = tickets
     message_id: int | None = None
+    if interaction.response.is_done():  # deferred, only the member sees it: the job posts its own message
+        for ticket in tickets:
+            ticket.show_in(None)
+        with contextlib.suppress(discord.HTTPException):
+            await interaction.edit_original_response(content=render.started_below_content(len(tickets)))
+        return
     try:
         response = await interaction.response.send_message(
             render.waiting_content(first.card), allowed_mentions=render.only_mention(first.card.user_id)

@@ -8,7 +8,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from bot.prompt import PromptError, Request
+from bot.prompt import Request
 from bot.store.models import Job
 from engine.types import GenerationRequest, Mode, WeightedPrompt
 
@@ -30,18 +30,16 @@ def new_seed() -> int:
     return secrets.randbelow(MAX_SEED + 1)
 
 
-def to_generation_request(request: Request, *, seed: int) -> GenerationRequest:
-    """A text-to-image grid job for `request`, run with `seed` (the prompt's `--seed`, else `new_seed()`).
+def to_generation_request(
+    request: Request, *, seed: int, init_image: Path | None = None, sources: tuple[str, ...] = ()
+) -> GenerationRequest:
+    """The grid job for `request`, run with `seed` (the prompt's `--seed`, else `new_seed()`).
 
-    Image prompts are refused with a `PromptError` rather than dropped: the engine cannot use them yet,
-    and a prompt part the bot cannot honour must never be ignored silently.
+    A prompt with pictures (`request.image_prompts`) starts from `init_image`, the start image made
+    from them (`bot.jobs.sources`), whose SHA-256s are `sources`; one without is text-to-image.
     """
-    if request.image_prompts:
-        raise PromptError(
-            "Image prompts (links at the start of the prompt) aren't supported by this bot yet; "
-            "remove the link and describe the image in words instead.",
-            parameter="--iw" if request.image_weight != 1.0 else None,
-        )
+    if bool(request.image_prompts) != (init_image is not None) or len(sources) != len(request.image_prompts):
+        raise ValueError("an image prompt needs its start image and one source per picture, and only it")
     if not 0 <= seed <= MAX_SEED:
         raise ValueError(f"seed must be between 0 and {MAX_SEED}; got {seed}")
     return GenerationRequest(
@@ -50,7 +48,10 @@ def to_generation_request(request: Request, *, seed: int) -> GenerationRequest:
         weighted_prompts=tuple(WeightedPrompt(part.text, part.weight) for part in request.parts),
         aspect_ratio=request.aspect_ratio,
         seed=seed,
-        mode=Mode.TEXT,
+        mode=Mode.IMAGE if init_image is not None else Mode.TEXT,
+        init_image=init_image,
+        image_weight=request.image_weight,
+        sources=sources,
         model=request.model,
         stylize=request.stylize,
         chaos=request.chaos,

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config
 from bot.errors import BotError, UnknownJob, user_message
+from bot.fetch import ImageFetcher
 from bot.jobs._admission import UNLIMITED, admit, member_limits
 from bot.jobs._follower import JobFollower
 from bot.jobs.conversions import new_seed, params_to_request, request_to_params, to_generation_request
+from bot.jobs.sources import keep_sources, load_sources, start_image
 from bot.jobs.types import OPERATOR, ButtonAction, JobCard, JobTicket, Presenter, Requester, UserInfo
 from bot.policy import Limits, check_button_press, day_window
 from bot.prompt import PromptLimits, parse
@@ -82,11 +85,19 @@ class JobService:
     """Runs every job; built once by `bot.services`, started by whoever shows the jobs."""
 
     def __init__(
-        self, *, db: Database, queue: JobQueue, config: Config, clock: Callable[[], datetime] = utcnow
+        self,
+        *,
+        db: Database,
+        queue: JobQueue,
+        config: Config,
+        fetcher: ImageFetcher | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.db = db
         self.queue = queue
         self.config = config
+        self.fetcher = fetcher or ImageFetcher.from_config(config)
+        """Downloads the pictures of image prompts; closed with the service."""
         self.prompt_limits = PromptLimits.from_config(config)
         self._clock = clock
         self._follower: JobFollower | None = None
@@ -104,10 +115,13 @@ class JobService:
 
     # --- new jobs -------------------------------------------------------------------------
 
-    async def imagine(self, who: Requester, text: str) -> list[JobTicket]:
-        """Parse, check, store and queue one job per request `text` expands to, all or none."""
+    async def imagine(self, who: Requester, text: str, *, images: Sequence[str] = ()) -> list[JobTicket]:
+        """Parse, check, store and queue one job per request `text` expands to, all or none.
+
+        `images` are links to attached pictures, which go before the prompt's own image links."""
         planned = [
-            _Planned(JobKind.IMAGINE, prompt, request) for prompt, request in await self._plan(who, text)
+            _Planned(JobKind.IMAGINE, prompt, request, init=init)
+            for prompt, request, init in await self._plan(who, text, images=images)
         ]
         return await self._submit(who, text, planned)
 
@@ -117,23 +131,78 @@ class JobService:
         """A U/V/Vary/🔄 button: a new job from `job_id` (cell 1–4; 0 for a re-roll)."""
         parent = await self._parent(who, action, job_id, cell)
         prompt, request = parent.prompt, params_to_request(parent.params, self.config.data_dir)
+        start = parent.params.get("init") if request.mode is Mode.IMAGE else None
         if remix_text is not None:
-            (prompt, request), *_ = await self._plan(who, remix_text)
-        (ticket,) = await self._submit(who, remix_text, [self._child(action, parent, prompt, request)])
+            # The parent's pictures are on disk: a remix that keeps their links fetches nothing.
+            known = self._known_pictures(parent)
+            (prompt, request, start), *_ = await self._plan(who, remix_text, known=known)
+        child = self._child(action, parent, prompt, request, start)
+        (ticket,) = await self._submit(who, remix_text, [child])
         return ticket
 
-    async def _plan(self, who: Requester, text: str) -> list[tuple[str, GenerationRequest]]:
-        """(canonical prompt, engine request) per request `text` expands to, with the member's defaults."""
+    def _known_pictures(self, parent: _Parent) -> dict[str, str]:
+        """The parent's image links and the SHA-256 of the picture each gave, as its job recorded them."""
+        sources = parent.params.get("request", {}).get("sources") or []
+        if not sources:
+            return {}
+        links = parse(parent.prompt, limits=self.prompt_limits)[0].image_prompts
+        return dict(zip(links, sources, strict=False))
+
+    async def _plan(
+        self,
+        who: Requester,
+        text: str,
+        *,
+        images: Sequence[str] = (),
+        known: Mapping[str, str] | None = None,
+    ) -> list[tuple[str, GenerationRequest, str | None]]:
+        """(canonical prompt, engine request, start image) per request `text` expands to, with the
+        member's defaults; the pictures of image prompts are fetched (or read from disk, `known` maps
+        a link to the SHA-256 of a kept picture) and made into start images first."""
         async with self.db.session(read_only=True) as session:
             prefs = await q.get_user_preferences(session, who.user_id)
         defaults = dict(prefs.defaults or {})
         if prefs.model and prefs.model in self.config.model_aliases:
             defaults.setdefault("v", prefs.model)
-        requests = parse(text, limits=self.prompt_limits, defaults=defaults)
-        return [
-            (str(r), to_generation_request(r, seed=r.seed if r.seed is not None else new_seed()))
-            for r in requests
-        ]
+        requests = parse(text, limits=self.prompt_limits, defaults=defaults, images=images)
+        pictures = await self._pictures([url for r in requests for url in r.image_prompts], known or {})
+        planned: list[tuple[str, GenerationRequest, str | None]] = []
+        for r in requests:
+            seed = r.seed if r.seed is not None else new_seed()
+            if not r.image_prompts:
+                planned.append((str(r), to_generation_request(r, seed=seed), None))
+                continue
+            shas = [pictures[url][0] for url in r.image_prompts]
+            start = await asyncio.to_thread(
+                start_image,
+                self.config.data_dir,
+                shas,
+                {sha: image for sha, image in pictures.values()},
+                r.aspect_ratio,
+            )
+            init = self.config.data_dir / start.path
+            request = to_generation_request(r, seed=seed, init_image=init, sources=start.sources)
+            planned.append((str(r), request, start.path))
+        return planned
+
+    async def _pictures(
+        self, urls: Sequence[str], known: Mapping[str, str]
+    ) -> dict[str, tuple[str, Image.Image]]:
+        """(SHA-256, picture) for each link: kept ones from disk, the others fetched (all at once)
+        and kept. Raises `FetchError` for the first link that cannot be used; nothing is kept then."""
+        wanted = list(dict.fromkeys(urls))
+        found: dict[str, tuple[str, Image.Image]] = {}
+        on_disk = [url for url in wanted if url in known]
+        if on_disk:
+            loaded = await asyncio.to_thread(load_sources, self.config.data_dir, [known[u] for u in on_disk])
+            if loaded is not None:
+                found = {url: (known[url], loaded[known[url]]) for url in on_disk}
+        missing = [url for url in wanted if url not in found]
+        if missing:
+            fetched = await self.fetcher.fetch_all(missing)
+            kept = await asyncio.to_thread(keep_sources, self.config.data_dir, fetched)
+            found |= {picture.url: (picture.sha256, kept[picture.sha256]) for picture in fetched}
+        return found
 
     async def _parent(self, who: Requester, action: ButtonAction, job_id: str, cell: int) -> _Parent:
         """Load and check the job a button belongs to (owner-only rule, finished, image on disk)."""
@@ -158,11 +227,17 @@ class JobService:
         return parent
 
     def _child(
-        self, action: ButtonAction, parent: _Parent, prompt: str, request: GenerationRequest
+        self,
+        action: ButtonAction,
+        parent: _Parent,
+        prompt: str,
+        request: GenerationRequest,
+        start: str | None,
     ) -> _Planned:
-        """The job a button press makes from the parent's (or the remixed) request."""
+        """The job a button press makes from the parent's (or the remixed) request; `start` is that
+        request's start image when it is an image prompt."""
         if action is ButtonAction.REROLL:  # the same job again with a new seed (a variation stays one)
-            init = parent.params.get("init") if request.mode is not Mode.TEXT else None
+            init = {Mode.TEXT: None, Mode.IMAGE: start}.get(request.mode, parent.params.get("init"))
             request = replace(request, seed=new_seed(), init_image=self._source(init))
             return _Planned(JobKind.REROLL, prompt, request, parent.job_id, init=init)
         if action is ButtonAction.UPSCALE:
@@ -380,3 +455,4 @@ class JobService:
         for task in self._following.values():
             task.cancel()
         await asyncio.gather(*self._following.values(), return_exceptions=True)
+        await self.fetcher.close()

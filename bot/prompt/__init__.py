@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from bot.prompt._lexer import PromptError
 from bot.prompt._parameters import PromptLimits, normalise_defaults
-from bot.prompt._parser import DEFAULT_LIMITS, PromptPart, Request, parse
+from bot.prompt._parser import DEFAULT_LIMITS, MAX_IMAGE_PROMPTS, PromptPart, Request, parse
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "MAX_IMAGE_PROMPTS",
     "PromptError",
     "PromptLimits",
     "PromptPart",

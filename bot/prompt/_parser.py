@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bot.prompt._lexer import (
@@ -17,7 +17,10 @@ from bot.prompt._lexer import (
 )
 from bot.prompt._parameters import PromptLimits, apply_parameters, model_flag
 
-__all__ = ["DEFAULT_LIMITS", "PromptPart", "Request", "parse"]
+__all__ = ["DEFAULT_LIMITS", "MAX_IMAGE_PROMPTS", "PromptPart", "Request", "parse"]
+
+MAX_IMAGE_PROMPTS = 5
+"""Pictures one prompt may start from (links and attached images together), as `/blend` takes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +46,7 @@ class Request:
     parts: tuple[PromptPart, ...] = ()
     """Multi-prompt parts in order (negative ones too); empty when the prompt has no `::`."""
     image_prompts: tuple[str, ...] = ()
-    """http(s) image links from the start of the prompt; the bot downloads them, the engine takes none."""
+    """http(s) image links: attached images first, then the links at the start of the prompt."""
     image_weight: float = 1.0
     """`--iw`: how much the image prompts count against the text (0-3)."""
     chaos: int = 0
@@ -119,15 +122,21 @@ DEFAULT_LIMITS = PromptLimits()
 _EXAMPLE = "like `a lighthouse at dusk --ar 16:9`"
 
 
-def _parse_variant(text: str, limits: PromptLimits, defaults: Mapping[str, str] | None) -> list[Request]:
+def _parse_variant(
+    text: str, limits: PromptLimits, defaults: Mapping[str, str] | None, attached: tuple[str, ...]
+) -> list[Request]:
     """One expanded prompt: its request, repeated `--repeat` times."""
     prompt_text, raw_parameters = split_parameters(normalise_dashes(text))
-    images, rest = split_image_prompts(prompt_text)
+    linked, rest = split_image_prompts(prompt_text)
+    images = attached + linked
+    if len(images) > MAX_IMAGE_PROMPTS:
+        raise PromptError(
+            f"This prompt starts from {len(images)} images; at most {MAX_IMAGE_PROMPTS} can be used. "
+            "Remove some links or attachments."
+        )
     # Parameters first: `--ar 16:9 a cat` is better told that text after `--ar` is its value.
     params = apply_parameters(raw_parameters, defaults, limits, has_images=bool(images))
-    if not rest:
-        if images:
-            raise PromptError(f"Add some words after the image link describing the picture, {_EXAMPLE}.")
+    if not rest and not images:  # pictures alone are a prompt (as /blend's are); nothing at all is not
         raise PromptError(f"The prompt has no text; describe the picture before any parameters, {_EXAMPLE}.")
     split = split_multiprompt(rest)
     parts = tuple(PromptPart(part, weight) for part, weight in split or ())
@@ -154,24 +163,31 @@ def _parse_variant(text: str, limits: PromptLimits, defaults: Mapping[str, str] 
 
 
 def parse(
-    text: str, *, limits: PromptLimits = DEFAULT_LIMITS, defaults: Mapping[str, str] | None = None
+    text: str,
+    *,
+    limits: PromptLimits = DEFAULT_LIMITS,
+    defaults: Mapping[str, str] | None = None,
+    images: Sequence[str] = (),
 ) -> list[Request]:
     """Parse `/imagine` text into requests (one per permutation and `--repeat`); raise `PromptError`.
 
     `defaults` are the user's saved parameters ({"ar": "16:9", "s": "250"}), used where the text sets
-    none of that parameter's names.
+    none of that parameter's names. `images` are links to attached pictures: they come before the
+    prompt's own links (as Midjourney puts an uploaded image's link first) and count against
+    `MAX_IMAGE_PROMPTS` with them; the text may then be empty.
     """
     if len(text) > limits.max_length:
         raise PromptError(
             f"The prompt is {len(text)} characters long; the limit on this bot is {limits.max_length}. "
             "Shorten it."
         )
-    if not text.strip():
+    attached = tuple(images)
+    if not text.strip() and not attached:
         raise PromptError(f"The prompt is empty; describe the picture, {_EXAMPLE}.")
     requests: list[Request] = []
     variants = expand_permutations(text, limits.max_permutations)
     for variant in variants:
-        requests.extend(_parse_variant(variant, limits, defaults))
+        requests.extend(_parse_variant(variant, limits, defaults, attached))
     if len(requests) > limits.max_permutations:
         raise PromptError(
             f"This prompt makes {len(requests)} jobs ({len(variants)} prompt(s) with `--repeat`); "

@@ -14,7 +14,7 @@ from bot.jobs.conversions import (
     request_to_params,
     to_generation_request,
 )
-from bot.prompt import PromptError, PromptLimits, Request, parse
+from bot.prompt import PromptLimits, Request, parse
 from engine.types import GRID_SIZE, GenerationRequest, Mode, WeightedPrompt
 
 
@@ -48,7 +48,7 @@ def test_every_parsed_field_reaches_the_engine_request() -> None:
 
 def test_no_request_field_is_left_unmapped_by_accident() -> None:
     # Each Request field is either mapped or named here on purpose; a new field must be decided on.
-    not_for_the_engine = {"seed", "parts", "image_prompts", "image_weight"}
+    not_for_the_engine = {"seed", "parts", "image_prompts"}  # image prompts arrive as a start image
     generation_fields = {field.name for field in dataclasses.fields(GenerationRequest)}
     for field in dataclasses.fields(Request):
         assert field.name in generation_fields | not_for_the_engine, field.name
@@ -72,11 +72,28 @@ def test_new_seeds_are_in_the_prompt_range_and_differ() -> None:
     assert len(set(drawn)) > 15  # 20 draws from 2**32 values essentially never repeat
 
 
-def test_image_prompts_are_refused_not_dropped() -> None:
-    (request,) = parse("https://example.com/cat.png a cat in the style of this --iw 2")
-    with pytest.raises(PromptError, match="Image prompts") as caught:
+def test_an_image_prompt_starts_from_its_start_image(tmp_path: Path) -> None:
+    (request,) = parse("https://example.com/cat.png a cat in the style of this --iw 2 --ar 3:2")
+    start, sha = tmp_path / "start.png", "c0" * 32
+    generation = to_generation_request(request, seed=1, init_image=start, sources=(sha,))
+    assert (generation.mode, generation.init_image, generation.image_weight) == (Mode.IMAGE, start, 2.0)
+    assert (generation.sources, generation.prompt, generation.aspect_ratio) == (
+        (sha,),
+        request.prompt,
+        (3, 2),
+    )
+    stored = request_to_params(generation, init="sources/start.png")
+    assert params_to_request(stored, tmp_path) == dataclasses.replace(
+        generation, init_image=tmp_path / "sources/start.png"
+    )
+
+
+def test_an_image_prompt_without_its_start_image_is_a_programming_error(tmp_path: Path) -> None:
+    (request,) = parse("https://example.com/cat.png a cat")
+    with pytest.raises(ValueError, match="start image"):
         to_generation_request(request, seed=1)
-    assert caught.value.parameter == "--iw"
+    with pytest.raises(ValueError, match="start image"):
+        to_generation_request(Request(prompt="x"), seed=1, init_image=tmp_path / "s.png", sources=("a",))
 
 
 def test_a_stored_request_comes_back_identical(tmp_path: Path) -> None:

@@ -337,11 +337,33 @@ def test_a_link_later_in_the_prompt_is_plain_text() -> None:
     assert (request.image_prompts, request.prompt) == ((), "a cat https://e.com/a.png")
 
 
+def test_pictures_alone_are_a_prompt() -> None:
+    request = one("https://e.com/a.png https://e.com/b.png --ar 2:3")
+    assert (request.image_prompts, request.prompt, request.aspect_ratio) == (
+        ("https://e.com/a.png", "https://e.com/b.png"),
+        "",
+        (2, 3),
+    )
+    assert parse(str(request)) == [request]
+    assert "The prompt is empty" in error("  ")
+
+
+def test_attached_pictures_come_before_the_links_and_count_with_them() -> None:
+    (request,) = parse("https://e.com/b.png a cat --iw 2", images=["https://cdn.test/a.png"])
+    assert request.image_prompts == ("https://cdn.test/a.png", "https://e.com/b.png")
+    assert request.image_weight == 2.0
+    assert str(request) == "https://cdn.test/a.png https://e.com/b.png a cat --iw 2"
+    (alone,) = parse("", images=["https://cdn.test/a.png"])
+    assert (alone.image_prompts, alone.prompt) == (("https://cdn.test/a.png",), "")
+    with pytest.raises(PromptError, match="starts from 6 images"):
+        parse("https://e.com/b.png a cat", images=[f"https://cdn.test/{n}.png" for n in range(5)])
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
         ("ftp://e.com/a.png a cat", "Image prompts must be http or https links; got `ftp://e.com/a.png`"),
-        ("https://e.com/a.png", "Add some words after the image link"),
+        ("https://e.com/a.png " * 6 + "a cat", "starts from 6 images; at most 5 can be used"),
         ("https:///a.png a cat", "has no host name"),
     ],
 )
