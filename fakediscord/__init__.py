@@ -31,7 +31,22 @@ Acting as users (each returns an `InteractionRecord`):
     Discord would not offer it. `fake.member` / `fake.other_member` are plain members,
     `fake.admin` has every permission; `fake.guild`, `fake.channel` (#general), `fake.bot_user`.
     `fake.add_guild(shard=(1, 2))` adds a guild (its id on that shard) before or while a bot runs;
-    act in it with `guild=`.
+    act in it with `guild=`. `fake.add_channel("adults-only", nsfw=True, guild=None)` adds a text
+    channel (`"nsfw": true`, age-restricted: `channel.is_nsfw()` in discord.py) before (GUILD_CREATE)
+    or while (CHANNEL_CREATE) a bot runs; act in it with `channel=`. A command synced with
+    `nsfw=True` is only offered in such channels (elsewhere `slash` raises `FakeDiscordError`).
+
+Files users attach (slash-command attachment options, type 11), on the fake's CDN:
+    upload = fake.upload(png_bytes, "cat.png", content_type=None)   # an `Attachment`
+    await fake.slash("imagine", {"prompt": "a cat", "image": upload})   # or the upload's id
+    The option's value is the attachment id and the file sits in `data.resolved.attachments`, as
+    Discord sends it, so the command gets a real `discord.Attachment` (id, filename, size, url,
+    proxy_url, content_type guessed from the filename when None, width/height for images,
+    ephemeral=True). `upload.url(fake.url)` is a fresh link; `fake.cdn_remove(upload | url | id)`
+    deletes a file (uploaded or posted by the bot) so its links answer 404 (`discord.NotFound` from
+    `attachment.read()`). Files of deleted messages answer 404 too. Links are signed like Discord's
+    (`?ex=&is=&hm=`, 24 h): a link with its query stripped or its path altered answers 404.
+    `fake.cdn.requests` records each CDN GET (path, status, at).
 
 Sharding, as on Discord: `GET /gateway/bot` recommends `FakeConfig.recommended_shards` (default 1);
 each IDENTIFY's `shard: [id, count]` (none = [0, 1]) makes that session serve the guilds with
@@ -49,9 +64,10 @@ Reading what happened (`fake.state`, a `FakeState`):
     await fake.wait_for(lambda state: ..., timeout=5)   # raises WaitTimeout (an AssertionError)
     fake.messages_in(channel) -> [MessageRecord]        # live messages, oldest first
     MessageRecord: id, channel_id, content, author, attachments (Attachment.data = the bytes,
-        .filename), components, embeds, flags, .ephemeral, .loading, interaction_id,
-        history (Revision per create/edit, with monotonic `at`), button_labels(), custom_ids(),
-        attachment(filename).
+        .filename, .content_type, .width/.height for images, .spoiler for a `SPOILER_` filename, as
+        discord.py's `File(spoiler=True)` sends), components, embeds, flags, .ephemeral, .loading,
+        interaction_id, history (Revision per create/edit, with monotonic `at`), button_labels(),
+        custom_ids(), attachment(filename).
     fake.state.violations   rule breaks (late/double ack, expired token, limits), each answered
                             with Discord's error; fake.state.unknown_routes (404ed, recorded);
     fake.state.requests, command_syncs, heartbeats (monotonic arrival times), max_heartbeat_gap().
@@ -64,7 +80,11 @@ Rules enforced because Discord enforces them: acknowledge within 3 s (else 404 c
 then answer 401 code 50027; channel messages still work); custom_id <= 100 chars, <= 5 rows of <= 5
 components, unique custom ids, content <= 2000 chars, no empty messages (400 code 50035 with nested
 errors); attachments above the size limit answer 413 code 40005; ephemeral messages are invisible
-to channel routes. `fake.fail_next("POST /channels/*/messages", status=503, times=1)` injects failures.
+to channel routes. A command sync (PUT or POST of commands) Discord would refuse answers 400 code
+50035 (violation "invalid_command"): names lower-case 1-32, descriptions 1-100, at most 25 options
+with required ones first, unique names, choices only on string/integer/number options (at most 25),
+subcommands nested at most group > subcommand, 4000 characters in all.
+`fake.fail_next("POST /channels/*/messages", status=503, times=1)` injects failures.
 
 Subprocess: `PYTHONPATH=fakediscord/sitecustomize FAKE_DISCORD_URL=<fake.url> imaginebot run`,
 then `await fake.wait_until_synced(timeout=30)` before driving it; a killed client is dropped cleanly

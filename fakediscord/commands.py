@@ -7,15 +7,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fakediscord.payloads import JSON, FakeChannel, FakeGuild, FakeMember, FakeRole, FakeUser
+from fakediscord.state import Attachment, MessageRecord
 
 if TYPE_CHECKING:
     from fakediscord.server import FakeDiscord
-    from fakediscord.state import MessageRecord
 
 __all__ = ["build_command_data", "find_component", "modal_submission", "plain_submission"]
 
 SUB_COMMAND, SUB_COMMAND_GROUP = 1, 2
-STRING, INTEGER, BOOLEAN, USER, CHANNEL, ROLE, MENTIONABLE, NUMBER = 3, 4, 5, 6, 7, 8, 9, 10
+STRING, INTEGER, BOOLEAN, USER, CHANNEL, ROLE, MENTIONABLE, NUMBER, ATTACHMENT = 3, 4, 5, 6, 7, 8, 9, 10, 11
 ADMINISTRATOR = 0x8
 
 
@@ -44,6 +44,7 @@ def build_command_data(
     values: dict[str, Any],
     *,
     guild: FakeGuild,
+    channel: FakeChannel,
     permissions: int,
     focused: str | None = None,
 ) -> JSON:
@@ -54,6 +55,11 @@ def build_command_data(
     if needed is not None and not permissions & ADMINISTRATOR and int(needed) & permissions != int(needed):
         raise _error(
             f"/{names[0]} needs permissions {needed}; this user has {permissions} so Discord hides it"
+        )
+    if command.get("nsfw") and not channel.nsfw:
+        raise _error(
+            f"/{names[0]} is age-restricted (nsfw=True); Discord offers it only in age-restricted "
+            f"channels, and #{channel.name} is not one"
         )
     data: JSON = {"id": command["id"], "name": command["name"], "type": 1}
     if "guild_id" in command:
@@ -127,6 +133,8 @@ def _convert(
         value = bool(value)
     elif kind in (USER, ROLE, CHANNEL, MENTIONABLE):
         return _resolve(fake, path, option, value, guild, resolved)
+    elif kind == ATTACHMENT:
+        return _resolve_attachment(fake, path, option, value, resolved)
     else:
         raise _error(f"/{path}: option type {kind} is not supported by the fake")
     choices = option.get("choices")
@@ -173,6 +181,22 @@ def _resolve(
         del member_payload["user"]
         resolved.setdefault("members", {})[str(user.id)] = member_payload
     return str(user.id)
+
+
+def _resolve_attachment(
+    fake: FakeDiscord, path: str, option: JSON, value: Any, resolved: dict[str, dict[str, JSON]]
+) -> str:
+    """The option's value is the attachment id; the file itself goes in `resolved.attachments`."""
+    upload = value if isinstance(value, Attachment) else None
+    if upload is None and isinstance(value, int):
+        upload = fake.cdn.uploads.get(value)
+    if upload is None:
+        raise _error(
+            f"/{path} {option['name']}: an attachment option takes a file from "
+            f"fake.upload(data, filename), not {value!r}"
+        )
+    resolved.setdefault("attachments", {})[str(upload.id)] = upload.to_payload(fake.url)
+    return str(upload.id)
 
 
 def find_component(message: MessageRecord, custom_id: str) -> JSON:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -116,13 +116,14 @@ class FakeRole:
 
 @dataclass(frozen=True)
 class FakeChannel:
-    """A guild text channel (type 0) or a DM (type 1, `recipient` set)."""
+    """A guild text channel (type 0) or a DM (type 1, `recipient` set); `nsfw` marks it age-restricted."""
 
     id: int
     name: str
     guild_id: int | None = None
     type: int = 0
     recipient: FakeUser | None = None
+    nsfw: bool = False
 
     def to_payload(self) -> JSON:
         payload: JSON = {"id": str(self.id), "type": self.type, "last_message_id": None, "flags": 0}
@@ -133,7 +134,7 @@ class FakeChannel:
             name=self.name,
             position=0,
             permission_overwrites=[],
-            nsfw=False,
+            nsfw=self.nsfw,
             parent_id=None,
             topic=None,
             rate_limit_per_user=0,
@@ -191,6 +192,12 @@ class FakeGuild:
     def member(self, user_id: int) -> FakeMember | None:
         """This user's membership, or None."""
         return next((m for m in self.members if m.user.id == user_id), None)
+
+    def with_channel(self, channel: FakeChannel) -> FakeGuild:
+        """This guild with one more channel (names are unique, as the fake looks channels up by name)."""
+        if any(c.name == channel.name for c in self.channels):
+            raise ValueError(f"guild {self.name!r} already has a channel #{channel.name}")
+        return replace(self, channels=(*self.channels, channel))
 
     def to_payload(self, *, extra_members: tuple[FakeMember, ...] = ()) -> JSON:
         members = [m.to_payload() for m in (*self.members, *extra_members)]

@@ -13,13 +13,14 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from fakediscord.cdn import guess_content_type
 from fakediscord.payloads import JSON, FakeChannel, FakeGuild, iso_now, new_snowflake
-from fakediscord.rules import Problem, check_message, error_body, form_error
+from fakediscord.rules import Problem, check_command, check_commands, check_message, error_body, form_error
 from fakediscord.state import (
     EPHEMERAL,
     LOADING,
@@ -210,8 +211,10 @@ class RestApi:
                     body.json = json.loads(data)
                 elif match := re.fullmatch(r"files\[(\d+)\]", name):
                     filename = getattr(part, "filename", None) or f"file{match[1]}"
-                    ctype = part.headers.get("Content-Type", "application/octet-stream")
-                    body.files[int(match[1])] = Attachment(new_snowflake(), filename, bytes(data), ctype)
+                    # discord.py labels every file application/octet-stream; Discord reports the real type.
+                    sent = part.headers.get("Content-Type", "application/octet-stream")
+                    ctype = guess_content_type(filename) or sent
+                    body.files[int(match[1])] = Attachment.of(bytes(data), filename, ctype)
             return body
         raw = await request.read()
         return Body(json=json.loads(raw) if raw else None)
@@ -289,6 +292,7 @@ class RestApi:
 
     async def put_commands(self, app: str, body: Body, gid: str | None = None, **_: Any) -> list[JSON]:
         existing = self._command_list(app, gid)
+        self.check(check_commands(list(body.json or [])), "invalid_command")
         commands = [self._stored_command(c, gid, existing) for c in body.json or []]
         existing[:] = commands
         self.fake.state.command_syncs.append((None if gid is None else int(gid), time.monotonic()))
@@ -296,6 +300,7 @@ class RestApi:
 
     async def post_command(self, app: str, body: Body, gid: str | None = None, **_: Any) -> JSON:
         existing = self._command_list(app, gid)
+        self.check(check_command(body.json), "invalid_command")
         stored = self._stored_command(body.json, gid, existing)
         existing[:] = [c for c in existing if c["id"] != stored["id"]] + [stored]
         return stored
@@ -479,14 +484,7 @@ def _attachments(
             index = int(key)
             uploaded = files[index]
             used.add(index)
-            result.append(
-                Attachment(
-                    uploaded.id,
-                    entry.get("filename") or uploaded.filename,
-                    uploaded.data,
-                    uploaded.content_type,
-                    entry.get("description"),
-                )
-            )
+            filename = entry.get("filename") or uploaded.filename
+            result.append(replace(uploaded, filename=filename, description=entry.get("description")))
     result += [files[i] for i in sorted(files) if i not in used]
     return result

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from fakediscord import commands as cmd
+from fakediscord.cdn import FakeCdn, guess_content_type
 from fakediscord.gateway import GatewaySession, handle_gateway
 from fakediscord.interactions import (
     APPLICATION_COMMAND,
@@ -36,12 +37,12 @@ from fakediscord.payloads import (
 )
 from fakediscord.rest import Failure, RestApi
 from fakediscord.rules import error_body
-from fakediscord.state import FakeState, InteractionRecord, MessageRecord
+from fakediscord.state import Attachment, FakeState, InteractionRecord, MessageRecord
 
 __all__ = ["FakeConfig", "FakeDiscord", "FakeDiscordError"]
 
 ALL_PERMISSIONS = (1 << 41) - 1
-GUILD_MESSAGES, DIRECT_MESSAGES = 1 << 9, 1 << 12
+GUILDS, GUILD_MESSAGES, DIRECT_MESSAGES = 1 << 0, 1 << 9, 1 << 12
 UserLike = FakeMember | FakeUser | int
 
 
@@ -79,6 +80,7 @@ class FakeDiscord:
         self.config = config or FakeConfig()
         self.world = world or default_world()
         self.state = FakeState()
+        self.cdn = FakeCdn(self.state)
         self.sessions: list[GatewaySession] = []
         self.tokens: dict[str, InteractionRecord] = {}
         self._dm_channels: dict[int, FakeChannel] = {}
@@ -95,7 +97,7 @@ class FakeDiscord:
         app = web.Application(client_max_size=1024**3)
         app.router.add_get("/gateway/", self._gateway)
         app.router.add_get("/gateway", self._gateway)  # `GET /gateway/bot`'s url, as Discord's, has no path
-        app.router.add_get("/attachments/{aid}/{filename}", self._serve_attachment)
+        app.router.add_get(r"/attachments/{aid:\d+}/{filename}", self.cdn.serve)
         app.router.add_route("*", "/{tail:.*}", self.rest.handle)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -138,14 +140,6 @@ class FakeDiscord:
 
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
         return await handle_gateway(self, request)
-
-    async def _serve_attachment(self, request: web.Request) -> web.Response:
-        aid = int(request.match_info["aid"])
-        for message in self.state.messages.values():
-            for attachment in message.attachments:
-                if attachment.id == aid:
-                    return web.Response(body=attachment.data, content_type=attachment.content_type)
-        return web.Response(status=404)
 
     # --- the world -----------------------------------------------------------------------------------
 
@@ -197,11 +191,38 @@ class FakeDiscord:
                 self._in_background(session.dispatch("GUILD_CREATE", payload))
         return guild
 
+    def add_channel(self, name: str, *, nsfw: bool = False, guild: FakeGuild | None = None) -> FakeChannel:
+        """A new text channel in `guild` (default the first), age-restricted with `nsfw=True`. Sessions
+        serving the guild get CHANNEL_CREATE in the background, as when a moderator adds one."""
+        current = self.world.guild((guild or self.guild).id)
+        channel = FakeChannel(id=new_snowflake(), name=name, guild_id=current.id, nsfw=nsfw)
+        updated = current.with_channel(channel)
+        guilds = tuple(updated if g.id == current.id else g for g in self.world.guilds)
+        self.world = replace(self.world, guilds=guilds)
+        self.emit("CHANNEL_CREATE", channel.to_payload(), guild_id=current.id, intent=GUILDS)
+        return channel
+
     def dm_channel(self, user: FakeUser) -> FakeChannel:
         """The bot's DM channel with this user (created on first use)."""
         if user.id not in self._dm_channels:
             self._dm_channels[user.id] = FakeChannel(id=new_snowflake(), name="", type=1, recipient=user)
         return self._dm_channels[user.id]
+
+    # --- the CDN -------------------------------------------------------------------------------------
+
+    def upload(self, data: bytes, filename: str, content_type: str | None = None) -> Attachment:
+        """A file a user attaches to a slash command: pass it as an attachment option's value.
+
+        It is served at its `url(fake.url)` (also in the interaction payload); `content_type` is guessed
+        from the filename when None, and width/height are measured for images, as Discord does.
+        """
+        guessed = content_type if content_type is not None else guess_content_type(filename)
+        return self.cdn.add(Attachment.of(bytes(data), filename, guessed, ephemeral=True))
+
+    def cdn_remove(self, target: Attachment | str | int) -> None:
+        """Delete a file from the CDN (an upload or a bot-posted attachment, by record, URL or id):
+        its links answer 404 from now on, as after Discord has dropped it."""
+        self.cdn.remove(target)
 
     # --- waiting and reading -------------------------------------------------------------------------
 
@@ -423,7 +444,9 @@ class FakeDiscord:
     def _place(
         self, guild: FakeGuild | None, channel: FakeChannel | str | int | None
     ) -> tuple[FakeGuild, FakeChannel]:
-        guild = guild or self.guild
+        # Re-read the guild: `add_channel` replaces it in the world, and a test may hold the older one.
+        given = guild or self.guild
+        guild = next((g for g in self.world.guilds if g.id == given.id), given)
         if channel is None:
             return guild, guild.channels[0]
         if isinstance(channel, FakeChannel):
@@ -449,7 +472,9 @@ class FakeDiscord:
         guild, place = self._place(guild, channel)
         member = self._member(user, guild)
         perms = member.permissions if permissions is None else permissions
-        data = cmd.build_command_data(self, name, dict(options or {}), guild=guild, permissions=perms)
+        data = cmd.build_command_data(
+            self, name, dict(options or {}), guild=guild, channel=place, permissions=perms
+        )
         return await self._interact(
             APPLICATION_COMMAND,
             data,
@@ -474,7 +499,13 @@ class FakeDiscord:
         guild, place = self._place(guild, channel)
         member = self._member(user, guild)
         data = cmd.build_command_data(
-            self, name, dict(options), guild=guild, permissions=member.permissions, focused=focused
+            self,
+            name,
+            dict(options),
+            guild=guild,
+            channel=place,
+            permissions=member.permissions,
+            focused=focused,
         )
         return await self._interact(
             AUTOCOMPLETE, data, member=member, guild=guild, channel=place, permissions=None

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fakediscord.payloads import JSON, FakeUser, iso_now
+from fakediscord.cdn import attachment_path, image_size, signed_url
+from fakediscord.payloads import JSON, FakeUser, iso_now, new_snowflake
 
 __all__ = [
     "EPHEMERAL",
@@ -40,30 +41,72 @@ class WaitTimeout(AssertionError):
 
 @dataclass(frozen=True)
 class Attachment:
-    """An uploaded file, bytes included, so a test can open the posted PNG."""
+    """A file on the fake's CDN, bytes included: one the bot posted (so a test can open the PNG) or
+    one a user uploaded with `FakeDiscord.upload` (`ephemeral`, as slash-command uploads are)."""
 
     id: int
     filename: str
     data: bytes = field(repr=False)
-    content_type: str = "application/octet-stream"
+    content_type: str | None = "application/octet-stream"
+    """None when Discord could not tell the type (the payload then has no `content_type`)."""
     description: str | None = None
+    width: int | None = None
+    height: int | None = None
+    ephemeral: bool = False
+
+    @classmethod
+    def of(
+        cls,
+        data: bytes,
+        filename: str,
+        content_type: str | None,
+        *,
+        attachment_id: int | None = None,
+        ephemeral: bool = False,
+    ) -> Attachment:
+        """A file as Discord stores it: width and height measured when it is an image."""
+        size = image_size(data)
+        return cls(
+            id=new_snowflake() if attachment_id is None else attachment_id,
+            filename=filename,
+            data=data,
+            content_type=content_type,
+            width=size[0] if size else None,
+            height=size[1] if size else None,
+            ephemeral=ephemeral,
+        )
 
     @property
     def size(self) -> int:
         return len(self.data)
 
+    @property
+    def spoiler(self) -> bool:
+        """Shown blurred: Discord marks spoilers by the filename (discord.py's `File(spoiler=True)`)."""
+        return self.filename.startswith("SPOILER_")
+
+    def url(self, base_url: str) -> str:
+        """A freshly signed CDN link to this file."""
+        return signed_url(base_url, attachment_path(self.id, self.filename))
+
     def to_payload(self, base_url: str) -> JSON:
-        url = f"{base_url}/attachments/{self.id}/{self.filename}"
+        url = self.url(base_url)
         payload: JSON = {
             "id": str(self.id),
             "filename": self.filename,
             "size": self.size,
             "url": url,
             "proxy_url": url,
-            "content_type": self.content_type,
+            "flags": 0,
         }
+        if self.content_type is not None:
+            payload["content_type"] = self.content_type
+        if self.width is not None and self.height is not None:
+            payload |= {"width": self.width, "height": self.height}
         if self.description is not None:
             payload["description"] = self.description
+        if self.ephemeral:
+            payload["ephemeral"] = True
         return payload
 
 

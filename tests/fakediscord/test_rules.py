@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fakediscord.rules import check_message, check_modal, form_error
+from fakediscord.rules import check_command, check_commands, check_message, check_modal, form_error
 
 
 def button(custom_id: str, **extra: Any) -> dict[str, Any]:
@@ -67,3 +67,41 @@ def test_modal_shape() -> None:
     assert check_modal({"custom_id": "m", "title": "Title", "components": [field]}) == []
     bad = check_modal({"custom_id": "m" * 101, "title": "T" * 46, "components": [field] * 6})
     assert [p.path for p in bad][:3] == ["data.custom_id", "data.title", "data.components"]
+
+
+def option(name: str, kind: int = 3, *, required: bool = False, **extra: Any) -> dict[str, Any]:
+    return {"type": kind, "name": name, "description": name, "required": required, **extra}
+
+
+def command(*options: dict[str, Any], name: str = "imagine") -> dict[str, Any]:
+    return {"type": 1, "name": name, "description": "Create images", "options": list(options)}
+
+
+def test_attachment_options_sync() -> None:
+    blend = command(
+        option("image1", 11, required=True),
+        option("image2", 11, required=True),
+        *(option(f"image{i}", 11) for i in (3, 4, 5)),
+        option("dimensions", choices=[{"name": "square", "value": "1:1"}]),
+        name="blend",
+    )
+    assert check_commands([blend, command(option("prompt", required=True), option("image", 11))]) == []
+
+
+def test_command_schema_rules() -> None:
+    order = command(option("image", 11), option("prompt", required=True))
+    assert [(p.path, p.code) for p in check_commands([order])] == [
+        ("0.options.1", "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID")
+    ]
+    assert [p.path for p in check_command(command(*(option(f"o{i}") for i in range(26))))] == ["options"]
+    loud = command(option("Prompt", description="x" * 101), name="Imagine")
+    assert [p.path for p in check_command(loud)] == ["name", "options.0.name", "options.0.description"]
+    choices = command(option("image", 11, choices=[{"name": "a", "value": "a"}]))
+    assert [p.code for p in check_command(choices)] == ["APPLICATION_COMMAND_OPTION_CHOICES_INVALID"]
+    twice = check_commands([command(), command()])
+    assert [(p.path, p.code) for p in twice] == [("1.name", "APPLICATION_COMMANDS_DUPLICATE_NAME")]
+    mixed = command(option("sub", 1), option("prompt"))
+    assert [p.path for p in check_command(mixed)] == ["options.0.type"]
+    grouped = command(option("group", 2, options=[option("sub", 1, options=[option("image", 11)])]))
+    assert check_command(grouped) == []
+    assert check_command({"type": 3, "name": "Upscale this", "description": ""}) == []
