@@ -14,10 +14,12 @@ from bot.replies import answer_with_jobs, requester
 if TYPE_CHECKING:
     from bot.client import ImagineBot
 
-__all__ = ["BLEND_DIMENSIONS", "ImagineCog", "setup"]
+__all__ = ["BLEND_DIMENSIONS", "BLEND_IMAGE_WEIGHT", "ImagineCog", "setup"]
 
 BLEND_DIMENSIONS = {"square": "1:1", "portrait": "2:3", "landscape": "3:2"}
 """`/blend`'s `dimensions` choices and the aspect ratio each gives, as on Midjourney."""
+BLEND_IMAGE_WEIGHT = 2.0
+"""The `--iw` of a `/blend` (image-to-image strength 0.45)."""
 
 _LINK_STARTS = ("http://", "https://", "<http://", "<https://")
 
@@ -93,7 +95,10 @@ class ImagineCog(commands.Cog):
     ) -> None:
         pictures = [image1, image2, image3, image4, image5]
         links = _picture_links(pictures, self.bot.config.max_image_bytes)
-        await self._start(interaction, f"--ar {BLEND_DIMENSIONS[dimensions]}", links)
+        # No words: the pictures are all there is to follow, so they count twice the default.
+        await self._start(
+            interaction, f"--ar {BLEND_DIMENSIONS[dimensions]} --iw {BLEND_IMAGE_WEIGHT:g}", links
+        )
 
 
 async def setup(bot: ImagineBot) -> None:

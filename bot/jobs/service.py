@@ -26,7 +26,7 @@ from bot.jobs._follower import JobFollower
 from bot.jobs.conversions import new_seed, params_to_request, request_to_params, to_generation_request
 from bot.jobs.sources import keep_sources, load_sources, start_image
 from bot.jobs.types import OPERATOR, ButtonAction, JobCard, JobTicket, Presenter, Requester, UserInfo
-from bot.policy import Limits, check_button_press, day_window
+from bot.policy import Limits, check_banned_words, check_button_press, check_channel, day_window
 from bot.prompt import PromptLimits, parse
 from bot.store import queries as q
 from bot.store.db import Database
@@ -165,6 +165,12 @@ class JobService:
         if prefs.model and prefs.model in self.config.model_aliases:
             defaults.setdefault("v", prefs.model)
         requests = parse(text, limits=self.prompt_limits, defaults=defaults, images=images)
+        if any(r.image_prompts for r in requests):
+            # Checked again when the jobs are stored; here so a refused prompt fetches nothing.
+            async with self.db.session(read_only=True) as session:
+                rules = await q.get_guild_rules(session, who.guild_id)
+            check_channel(who.channel_id, rules.allowed_channel_ids or [])
+            check_banned_words(text, rules.banned_words or [])
         pictures = await self._pictures([url for r in requests for url in r.image_prompts], known or {})
         planned: list[tuple[str, GenerationRequest, str | None]] = []
         for r in requests:
