@@ -24,9 +24,11 @@ BLEND_IMAGE_WEIGHT = 2.0
 _LINK_STARTS = ("http://", "https://", "<http://", "<https://")
 
 
-def _picture_links(attachments: list[discord.Attachment | None], limit_bytes: int) -> list[str]:
-    """The links of the given attachments, refusing at once what cannot be a usable picture (the
-    download then decides what the file really is)."""
+def _picture_links(
+    attachments: list[discord.Attachment | None], limit_bytes: int, limit_pixels: int
+) -> list[str]:
+    """The links of the given attachments, refusing at once what Discord already says cannot be a
+    usable picture (the download then decides what the file really is)."""
     links = []
     for attachment in attachments:
         if attachment is None:
@@ -42,6 +44,11 @@ def _picture_links(attachments: list[discord.Attachment | None], limit_bytes: in
                 f"`{attachment.filename}` is {attachment.size / 2**20:.1f} MB; pictures may be at most "
                 f"{limit_bytes / 2**20:g} MB here."
             )
+        if attachment.width and attachment.height and attachment.width * attachment.height > limit_pixels:
+            raise BotError(
+                f"`{attachment.filename}` is {attachment.width}×{attachment.height} pixels, more than the "
+                f"{limit_pixels / 1e6:g} megapixels I take; give a smaller image."
+            )
         links.append(attachment.url)
     return links
 
@@ -49,6 +56,10 @@ def _picture_links(attachments: list[discord.Attachment | None], limit_bytes: in
 class ImagineCog(commands.Cog):
     def __init__(self, bot: ImagineBot) -> None:
         self.bot = bot
+
+    def _links(self, attachments: list[discord.Attachment | None]) -> list[str]:
+        config = self.bot.config
+        return _picture_links(attachments, config.max_image_bytes, config.max_image_pixels)
 
     async def _start(self, interaction: discord.Interaction[ImagineBot], text: str, links: list[str]) -> None:
         if links or text.lstrip().lower().startswith(_LINK_STARTS):
@@ -75,7 +86,7 @@ class ImagineCog(commands.Cog):
         image2: discord.Attachment | None = None,
         image3: discord.Attachment | None = None,
     ) -> None:
-        links = _picture_links([image, image2, image3], self.bot.config.max_image_bytes)
+        links = self._links([image, image2, image3])
         await self._start(interaction, prompt, links)
 
     @app_commands.command(name="blend", description="Blend 2 to 5 pictures into a new grid")
@@ -94,7 +105,7 @@ class ImagineCog(commands.Cog):
         dimensions: str = "square",
     ) -> None:
         pictures = [image1, image2, image3, image4, image5]
-        links = _picture_links(pictures, self.bot.config.max_image_bytes)
+        links = self._links(pictures)
         # No words: the pictures are all there is to follow, so they count twice the default.
         await self._start(
             interaction, f"--ar {BLEND_DIMENSIONS[dimensions]} --iw {BLEND_IMAGE_WEIGHT:g}", links

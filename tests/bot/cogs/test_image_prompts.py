@@ -5,6 +5,8 @@ member's ear before anything is queued."""
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +183,7 @@ async def test_blend_makes_a_grid_related_to_both_pictures(
         (("clip.mp4", b"\x00\x00\x00\x18ftypmp42", "video/mp4"), "a cat", "is a video; attach a picture"),
         (("cat.png", b"<html>not a picture</html>", None), "a cat", "not a PNG, JPEG, GIF, WebP or BMP"),
         (("dot.png", b"", None), "a cat", "too small"),
+        (("bomb.png", b"", None), "a cat", "30000×30000 pixels, more than the 40 megapixels"),
         (None, "http://127.0.0.1:9/x.png a cat", "private or local address"),
         (None, "ftp://example.com/x.png a cat", "must be http or https"),
         (None, "https://e.com/1.png " * 6 + "a cat", "at most 5 can be used"),
@@ -199,6 +202,11 @@ async def test_a_bad_picture_is_refused_privately_and_nothing_is_queued(
         name, data, kind = upload
         if name == "dot.png":
             data = _png(Image.new("RGB", (1, 1)))
+        elif name == "bomb.png":  # a header that promises 900 megapixels
+            header = b"IHDR" + struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
+            data = (
+                b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + header + struct.pack(">I", zlib.crc32(header))
+            )
         options["image"] = fake.upload(data, name, content_type=kind)
     async with started_bot(fake, _config(tmp_path, fake, model="simulated"), None) as world:
         refused = await fake.slash("imagine", options)
