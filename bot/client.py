@@ -49,6 +49,7 @@ class ImagineBot(commands.AutoShardedBot):
         self.config = services.config
         self.db = services.db
         self.jobs = services.jobs
+        self.safety_checker = services.safety_checker
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(*DYNAMIC_ITEMS)

@@ -78,6 +78,9 @@ class Config(BaseSettings):
     fetch_connect_timeout_s: float = Field(default=1.5, gt=0, le=60)
     fetch_allow_hosts: str = ""
     """Comma-separated `host` or `host:port` let through the private-address check (tests, private CDNs)."""
+    safety_checker: str = Field(default="model", pattern=r"^(model|none|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")
+    """What checks images in and out (`engine.safety`): `model` (the model's own checker, if it ships
+    one), `none`, or `package.module:attribute` naming a zero-argument callable returning a checker."""
 
     # --- limits ---------------------------------------------------------------------------
     max_prompt_length: int = Field(default=2000, ge=10)

@@ -166,6 +166,9 @@ class TerminalPresenter:
         print(f"imaginebot: {self._outputs[card.job_id].plan.stem}: {reason}", file=self.err)
         self.failed = True
 
+    async def show_moderated(self, card: JobCard, reason: str) -> None:
+        await self.show_failure(card, f"withheld by the safety check ({reason})")
+
 
 def _place(saved: SavedImages, plan: OutputPlan) -> tuple[Path | None, list[Path]]:
     """Link (or copy, across file systems) a job's files to the plan's names: no second encode."""

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 __all__ = [
     "BannedWord",
     "ChannelNotAllowed",
+    "FlaggedImages",
     "Limits",
     "NotJobOwner",
     "PolicyError",
@@ -36,7 +37,9 @@ __all__ = [
     "check_quota",
     "day_window",
     "find_banned_word",
+    "flagged_images_get",
     "resolve_limits",
+    "withheld_reason",
 ]
 
 
@@ -240,3 +243,34 @@ def check_channel(channel_id: int, allowed: Sequence[int]) -> None:
 def check_button_press(*, presser_id: int, owner_id: int, owner_only: bool) -> None:
     if owner_only and presser_id != owner_id:
         raise NotJobOwner(owner_id)
+
+
+# --- moderation -------------------------------------------------------------------------------
+
+
+class FlaggedImages(enum.StrEnum):
+    """What an image the safety check flagged gets on a server (`/config moderation`). The rule applies
+    in age-restricted channels only: everywhere else a flagged image is always withheld."""
+
+    BLOCK = "block"
+    """Withheld: never posted, never kept."""
+    SPOILER = "spoiler"
+    """Posted behind Discord's spoiler blur."""
+    ALLOW = "allow"
+    """Posted like any other."""
+
+
+def flagged_images_get(rule: FlaggedImages, *, age_restricted: bool) -> FlaggedImages:
+    """What a flagged image gets in a channel: the server's rule where Discord marks the channel
+    age-restricted, `BLOCK` anywhere else (DMs and the terminal included)."""
+    return rule if age_restricted else FlaggedImages.BLOCK
+
+
+def withheld_reason(*, age_restricted: bool) -> str:
+    """Why a job's flagged images were withheld, for its owner."""
+    why = (
+        "this server blocks flagged images"
+        if age_restricted
+        else "flagged images are posted only in age-restricted channels"
+    )
+    return f"The safety check flagged what this job made, and {why}; nothing was kept."

@@ -138,7 +138,7 @@ class DiscordPresenter:
                 card,
                 lambda: {
                     "content": render.result_content(card),
-                    "attachments": [render.attachment_file(saved.attachment)],
+                    "attachments": [render.attachment_file(saved.attachment, spoiler=card.spoiler)],
                     "view": result_view(card),
                 },
             )
@@ -154,3 +154,11 @@ class DiscordPresenter:
             await self._edit_or_send(card, lambda: {"content": content, "attachments": [], "view": None})
         except _UNSHOWN as exc:
             log.error("job %s: cannot tell its owner it failed: %s", card.job_id, exc)
+
+    async def show_moderated(self, card: JobCard, reason: str) -> None:
+        # The edit drops every attachment, progress previews included: nothing of the job stays posted.
+        content = render.moderated_content(card, reason)
+        try:
+            await self._edit_or_send(card, lambda: {"content": content, "attachments": [], "view": None})
+        except _UNSHOWN as exc:
+            log.error("job %s: cannot tell its owner it was moderated: %s", card.job_id, exc)

@@ -15,6 +15,7 @@ import discord
 from PIL import Image
 
 from bot.jobs import JobCard, UserInfo, message_url
+from bot.policy import FlaggedImages
 from bot.store.models import Job, JobKind, JobStatus
 
 __all__ = [
@@ -23,12 +24,15 @@ __all__ = [
     "attachment_file",
     "cancelled_content",
     "failed_content",
+    "flagged_images_rule",
     "history_content",
     "info_content",
+    "moderated_content",
     "only_mention",
     "preview_file",
     "progress_content",
     "result_content",
+    "safety_check_text",
     "settings_content",
     "waiting_content",
 ]
@@ -91,6 +95,11 @@ def cancelled_content(card: JobCard) -> str:
     return f"{_head(card)} (cancelled)"
 
 
+def moderated_content(card: JobCard, reason: str) -> str:
+    """The job's message once the safety check withheld its images: no image, and why."""
+    return f"{_head(card)} (withheld by this server's moderation: {reason})"[:MAX_CONTENT]
+
+
 def preview_file(preview: Image.Image) -> discord.File:
     """A small PNG of the current latents (cheap: previews are low resolution)."""
     buffer = io.BytesIO()
@@ -138,6 +147,8 @@ def history_content(user_id: int, jobs: Sequence[Job]) -> str:
     for job in jobs:
         link = f" {message_url(job.guild_id, job.channel_id, job.message_id)}" if job.message_id else ""
         status = "" if job.status is JobStatus.SUCCEEDED else f" ({job.status.value})"
+        if job.flagged and job.status is JobStatus.SUCCEEDED:
+            status = " (flagged)"
         lines.append(f"`{job.id}` {job.kind.value}{status}: {_prompt(job.prompt)[:80]}{link}")
     return "\n".join(lines)[:MAX_CONTENT]
 
@@ -150,6 +161,30 @@ def settings_content(*, remix: bool, defaults: dict[str, str], model: str | None
     )
 
 
-def attachment_file(path: Path) -> discord.File:
-    """The image in memory: discord.py leaves files it did not open itself unclosed on some routes."""
-    return discord.File(io.BytesIO(path.read_bytes()), filename=path.name)
+def safety_check_text(checker: str | None, *, setting: str, remote: bool) -> str:
+    """/config show's line on what checks images: the checker's name, or why there is none."""
+    if remote:
+        return "decided on the workers: each checks with its own IMAGINE_SAFETY_CHECKER and model"
+    if checker is not None:
+        return f"`{checker}`"
+    if setting == "none":
+        return "none: turned off by the bot's owner (IMAGINE_SAFETY_CHECKER=none)"
+    return "none: the model ships no safety checker"
+
+
+_FLAGGED_IMAGES = {
+    FlaggedImages.BLOCK: "blocked: never posted, never kept",
+    FlaggedImages.SPOILER: "posted behind a spoiler in age-restricted channels, withheld elsewhere",
+    FlaggedImages.ALLOW: "posted as they are in age-restricted channels, withheld elsewhere",
+}
+
+
+def flagged_images_rule(rule: FlaggedImages) -> str:
+    """/config show's line on what flagged images get."""
+    return f"`{rule.value}`: {_FLAGGED_IMAGES[rule]}"
+
+
+def attachment_file(path: Path, *, spoiler: bool = False) -> discord.File:
+    """The image in memory: discord.py leaves files it did not open itself unclosed on some routes.
+    A `spoiler` (a flagged image) is blurred until a member clicks it (`SPOILER_` filename)."""
+    return discord.File(io.BytesIO(path.read_bytes()), filename=path.name, spoiler=spoiler)

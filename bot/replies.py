@@ -8,12 +8,13 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import aiohttp
 import discord
 from discord import app_commands
 
 from bot import render
 from bot.errors import user_message
-from bot.jobs import JobTicket, Requester
+from bot.jobs import JobTicket, Notify, Requester
 
 __all__ = ["answer_with_jobs", "report_error", "reporting", "requester"]
 
@@ -22,15 +23,28 @@ log = logging.getLogger(__name__)
 _QUIET = discord.AllowedMentions.none()
 
 
+_NSFW_CAPABLE = (
+    discord.TextChannel,
+    discord.VoiceChannel,
+    discord.StageChannel,
+    discord.ForumChannel,
+    discord.Thread,
+)
+"""Channels Discord can mark age-restricted (a thread is when its parent is); DMs never are."""
+
+
 def requester(interaction: discord.Interaction[Any]) -> Requester:
-    """Who pressed or typed, where, and with which roles (quota rules can target roles)."""
+    """Who pressed or typed, where, with which roles (quota rules can target roles), and whether the
+    channel is age-restricted (the only kind where flagged images may be posted)."""
     user = interaction.user
     roles = tuple(role.id for role in user.roles) if isinstance(user, discord.Member) else ()
+    channel = interaction.channel
     return Requester(
         user_id=user.id,
         guild_id=interaction.guild_id,
         channel_id=interaction.channel_id or 0,
         role_ids=roles,
+        age_restricted=isinstance(channel, _NSFW_CAPABLE) and channel.is_nsfw(),
     )
 
 
@@ -78,9 +92,10 @@ async def answer_with_jobs(interaction: discord.Interaction[Any], tickets: Seque
     """
     first, *rest = tickets
     message_id: int | None = None
+    notify = _notifier(interaction)
     if interaction.response.is_done():  # deferred, only the member sees it: the job posts its own message
         for ticket in tickets:
-            ticket.show_in(None)
+            ticket.show_in(None, notify=notify)
         with contextlib.suppress(discord.HTTPException):
             await interaction.edit_original_response(content=render.started_below_content(len(tickets)))
         return
@@ -94,6 +109,21 @@ async def answer_with_jobs(interaction: discord.Interaction[Any], tickets: Seque
     except discord.HTTPException as exc:
         log.warning("job %s: could not answer the interaction (%s); posting in the channel", first, exc)
     finally:
-        first.show_in(message_id)
+        first.show_in(message_id, notify=notify)
         for ticket in rest:
-            ticket.show_in(None)
+            ticket.show_in(None, notify=notify)
+
+
+def _notifier(interaction: discord.Interaction[Any]) -> Notify:
+    """Tells the member something only they see, while the interaction's token lives (15 minutes);
+    after that, or if Discord refuses, the job's own message is all they get."""
+
+    async def notify(text: str) -> None:
+        if interaction.is_expired():
+            return
+        try:
+            await interaction.followup.send(text[:2000], ephemeral=True, allowed_mentions=_QUIET)
+        except (discord.HTTPException, discord.ClientException, aiohttp.ClientError, TimeoutError) as exc:
+            log.info("could not tell %s privately: %s", interaction.user.id, exc)
+
+    return notify

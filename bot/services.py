@@ -35,6 +35,9 @@ class Services:
     db: Database
     queue: JobQueue
     jobs: JobService
+    safety_checker: str | None = None
+    """The name of the safety checker the model's images go through here; None when there is none, or
+    when jobs run on remote workers (each worker's `IMAGINE_SAFETY_CHECKER` decides there)."""
 
 
 def load_engine(config: Config) -> Backend:
@@ -46,6 +49,7 @@ def load_engine(config: Config) -> Backend:
         device=config.device,
         aliases=config.model_aliases,
         diffusion_upscale=config.diffusion_upscale,
+        safety_checker=config.safety_checker,
     )
 
 
@@ -63,18 +67,24 @@ async def open_services(
     """
     await asyncio.to_thread(config.data_dir.mkdir, parents=True, exist_ok=True)
     await upgrade(config.database_url)
-    async with await Database.connect(config.database_url) as db, _engine(config, backend) as queue:
-        jobs = JobService(db=db, queue=queue, config=config)
+    async with (
+        await Database.connect(config.database_url) as db,
+        _engine(config, backend) as (queue, checker),
+    ):
+        # Remote workers' checks are unknown here: unless the bot's own setting says none, take it they check.
+        checked = checker is not None or (config.queue_url is not None and config.safety_checker != "none")
+        jobs = JobService(db=db, queue=queue, config=config, safety_checked=checked)
         try:
-            yield Services(config=config, db=db, queue=queue, jobs=jobs)
+            yield Services(config=config, db=db, queue=queue, jobs=jobs, safety_checker=checker)
         finally:
             await queue.close(grace_s=grace_s)
             await jobs.close()
 
 
 @contextlib.asynccontextmanager
-async def _engine(config: Config, backend: Backend | None) -> AsyncIterator[JobQueue]:
-    """The started queue: on remote workers, or on a backend in this process."""
+async def _engine(config: Config, backend: Backend | None) -> AsyncIterator[tuple[JobQueue, str | None]]:
+    """The started queue, on remote workers or on a backend in this process, and the name of the
+    backend's safety checker (None for remote workers: the bot runs no model)."""
     if config.queue_url is not None:
         remote = RemoteQueue(
             config.queue_url,
@@ -86,7 +96,7 @@ async def _engine(config: Config, backend: Backend | None) -> AsyncIterator[JobQ
             max_waiting_per_owner=config.max_waiting_per_owner,
         )
         await remote.start()
-        yield remote
+        yield remote, None
         return
     if backend is None:
         log.info("loading model %s …", config.model)
@@ -98,7 +108,7 @@ async def _engine(config: Config, backend: Backend | None) -> AsyncIterator[JobQ
             max_waiting_per_owner=config.max_waiting_per_owner,
         )
         await local.start()
-        yield local
+        yield local, backend.checker
     finally:
         await asyncio.to_thread(backend.close)
 

@@ -1,7 +1,9 @@
 """The one small protocol every generation backend implements.
 
 A backend is called from a worker thread, never on the event loop. It reports progress through a
-plain callback and checks `cancelled` between denoising steps.
+plain callback and checks `cancelled` between denoising steps. When it has a safety checker
+(`engine.safety`), it checks an image prompt's start picture before generating and every image it
+makes after, and says so in the result (`GenerationResult.flagged`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ class Backend(Protocol):
     """Turns a request into images, synchronously, on its device."""
 
     name: str
+
+    @property
+    def checker(self) -> str | None:
+        """The name of the safety checker its (default model's) images go through; None = none."""
+        ...
 
     def generate(
         self,

@@ -3,7 +3,8 @@
 EngineError
 ├── ModelLoadError        the model could not be loaded (offline, missing folder, bad id)
 ├── GenerationError       a backend failed one job (the worker goes on)
-│   └── OutOfMemoryError  the device ran out of memory even with smaller batches
+│   ├── OutOfMemoryError  the device ran out of memory even with smaller batches
+│   └── ImageFlagged      the safety check flagged the picture a job starts from
 ├── JobCancelled          the job was cancelled before it finished
 │   └── JobInterrupted    the queue shut down first; the job may run again after a restart
 ├── QueueError            the queue refused a job
@@ -17,6 +18,7 @@ from __future__ import annotations
 __all__ = [
     "EngineError",
     "GenerationError",
+    "ImageFlagged",
     "JobCancelled",
     "JobInterrupted",
     "ModelLoadError",
@@ -42,6 +44,17 @@ class GenerationError(EngineError):
 
 class OutOfMemoryError(GenerationError):
     """The device ran out of memory even after retrying with smaller batches."""
+
+
+class ImageFlagged(GenerationError):
+    """The safety check flagged the picture an image prompt starts from, and the job was not allowed
+    to start from a flagged picture (`GenerationRequest.allow_flagged_input`); nothing was made."""
+
+    def __init__(
+        self,
+        message: str = "Your picture was flagged by this server's safety check, so nothing was made from it.",
+    ) -> None:
+        super().__init__(message)
 
 
 class JobCancelled(EngineError):

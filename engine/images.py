@@ -203,6 +203,12 @@ def recipe_text(request: GenerationRequest, result: GenerationResult, index: int
     if request.tile:
         extra["Tiling"] = "True"
     extra.update(result.extra)
+    if any(result.flagged):  # posted anyway (an age-restricted channel allowed it): the file says so
+        flagged = [n for n, flag in enumerate(result.flagged, start=1) if flag]
+        if index is None:
+            extra["Flagged"] = f"image {', '.join(map(str, flagged))} by {result.checker}"
+        elif index + 1 in flagged:
+            extra["Flagged"] = f"by {result.checker}"
     return format_parameters(
         request.prompt,
         request.negative_prompt,

@@ -1,8 +1,8 @@
 """A backend that only waits, as a GPU would, leaving the CPU free: for queue tests and benchmarks.
 
 It honours the backend protocol fully: progress every step, cancellation between steps (and
-while waiting), failures on demand, and a `gate` that holds every step so a test can decide
-exactly when a job may move on.
+while waiting), failures on demand, a `gate` that holds every step so a test can decide
+exactly when a job may move on, and the safety check on the start picture and on what comes out.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from collections.abc import Callable
 from PIL import Image
 
 from engine.backend import ProgressCallback
-from engine.errors import JobCancelled, ModelLoadError
-from engine.types import GenerationRequest, GenerationResult, Progress
+from engine.errors import GenerationError, ImageFlagged, JobCancelled, ModelLoadError
+from engine.safety import SafetyChecker, check_images
+from engine.types import GenerationRequest, GenerationResult, Mode, Progress
 
 __all__ = ["SIMULATED", "SimulatedBackend"]
 
@@ -38,10 +39,12 @@ class SimulatedBackend:
         previews: bool = False,
         fail: Callable[[GenerationRequest], BaseException | None] | None = None,
         gate: threading.Event | None = None,
+        safety_checker: SafetyChecker | None = None,
     ) -> None:
         """`fail(request)` returns an exception to raise at the first step, or None.
 
         `gate`, when given, must be set for any step to run; clear it to hold every job where it is.
+        `safety_checker` looks at an image prompt's start picture and at every image made.
         """
         if seconds < 0 or steps < 1:
             raise ValueError(f"need seconds >= 0 and steps >= 1; got seconds={seconds}, steps={steps}")
@@ -51,6 +54,7 @@ class SimulatedBackend:
         self.previews = previews
         self._fail = fail
         self.gate = gate
+        self._safety = safety_checker
         self.calls: list[GenerationRequest] = []
         """Requests in the order they started (appended on the device thread)."""
         self.closed = False
@@ -65,6 +69,8 @@ class SimulatedBackend:
         """Wait through the steps like a denoising loop, then return one image per seed."""
         self.calls.append(request)
         began = time.monotonic()
+        if request.mode is Mode.IMAGE:
+            self._check_start(request)
         for step in range(1, self.steps + 1):
             self._wait_for_gate(cancelled)
             if cancelled.is_set():
@@ -80,8 +86,9 @@ class SimulatedBackend:
             preview = Image.new("RGB", (8, 8), _colour(request.seed)) if self.previews else None
             on_progress(Progress(step=step, total=self.steps, preview=preview))
         width, height = _size(request.aspect_ratio)
+        images = tuple(Image.new("RGB", (width, height), _colour(seed)) for seed in request.seeds)
         return GenerationResult(
-            images=tuple(Image.new("RGB", (width, height), _colour(seed)) for seed in request.seeds),
+            images=images,
             seeds=request.seeds,
             width=width,
             height=height,
@@ -90,10 +97,27 @@ class SimulatedBackend:
             sampler=request.sampler or "euler",
             model=self.name,
             elapsed_s=time.monotonic() - began,
+            flagged=check_images(self._safety, images),
+            checker=self.checker,
         )
 
+    @property
+    def checker(self) -> str | None:
+        """The name of the safety checker this backend's images go through; None = none."""
+        return self._safety.name if self._safety is not None else None
+
+    def _check_start(self, request: GenerationRequest) -> None:
+        if self._safety is None or request.allow_flagged_input:
+            return
+        if request.init_image is None:
+            raise GenerationError("This image prompt needs the image it starts from, and the job names none.")
+        with Image.open(request.init_image) as start:
+            picture = start.convert("RGB")
+        if any(check_images(self._safety, [picture])):
+            raise ImageFlagged()
+
     @classmethod
-    def from_spec(cls, spec: str) -> SimulatedBackend:
+    def from_spec(cls, spec: str, *, safety_checker: SafetyChecker | None = None) -> SimulatedBackend:
         """`simulated` or `simulated:seconds=0.2,steps=10,previews=true`; named by the whole spec, so the
         bot and its workers agree on which model it is."""
         name, _, options = spec.partition(":")
@@ -112,6 +136,7 @@ class SimulatedBackend:
                 steps=int(values.get("steps", 10)),
                 previews=values.get("previews", "false").lower() in ("1", "true", "yes", "on"),
                 name=spec,
+                safety_checker=safety_checker,
             )
         except ValueError as exc:
             raise ModelLoadError(

@@ -85,6 +85,9 @@ class GenerationRequest:
     steps: int | None = None
     cfg: float | None = None
     sampler: str | None = None
+    allow_flagged_input: bool = False
+    """Whether an IMAGE job may start from a picture the safety check flags (else `ImageFlagged`); the bot
+    allows it only where flagged images may be posted: age-restricted channels of servers that allow them."""
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -147,3 +150,11 @@ class GenerationResult:
     elapsed_s: float = 0.0
     """Wall time the backend spent on the device for this job (usage is measured from it)."""
     extra: dict[str, str] = field(default_factory=dict)
+    flagged: tuple[bool, ...] = ()
+    """The safety check's verdict on each image, in cell order (True = flagged); empty = not checked."""
+    checker: str | None = None
+    """The name of the safety checker that looked at the images; None = none did."""
+
+    @property
+    def any_flagged(self) -> bool:
+        return any(self.flagged)

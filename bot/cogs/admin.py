@@ -1,4 +1,5 @@
-"""Admin commands: /quota (limits per server, role and member) and /config (words, channels, buttons).
+"""Admin commands: /quota (limits per server, role and member) and /config (words, channels, buttons,
+what flagged images get).
 
 Discord hides them from members without Manage Server (`default_permissions`), and the bot checks
 again, since a server can override command permissions.
@@ -12,7 +13,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.policy import QuotaRuleSpec, QuotaScope
+from bot import render
+from bot.policy import FlaggedImages, QuotaRuleSpec, QuotaScope
 from bot.store import queries as q
 from bot.store.models import GuildRules
 
@@ -56,11 +58,15 @@ def _rule_line(rule: QuotaRuleSpec) -> str:
     return f"{who[rule.scope.value]}: " + ", ".join(parts)
 
 
-def _config_text(rules: GuildRules) -> str:
+def _config_text(rules: GuildRules, safety_check: str) -> str:
     words = ", ".join(f"`{w}`" for w in rules.banned_words or []) or "none"
     channels = " ".join(f"<#{c}>" for c in rules.allowed_channel_ids or []) or "every channel"
     owner_only = "only the job's owner" if rules.buttons_owner_only else "anyone in the channel"
-    return f"**Banned words:** {words}\n**Channels:** {channels}\n**Who may press buttons:** {owner_only}"
+    return (
+        f"**Banned words:** {words}\n**Channels:** {channels}\n**Who may press buttons:** {owner_only}\n"
+        f"**Safety check:** {safety_check}\n"
+        f"**Flagged images:** {render.flagged_images_rule(rules.flagged_images)}"
+    )
 
 
 class AdminCog(commands.Cog):
@@ -72,7 +78,7 @@ class AdminCog(commands.Cog):
     )
     config = app_commands.Group(
         name="config",
-        description="Banned words, channels, button owners",
+        description="Banned words, channels, button owners, moderation",
         default_permissions=_ADMIN,
         guild_only=True,
     )
@@ -153,8 +159,14 @@ class AdminCog(commands.Cog):
         assert interaction.guild_id is not None
         async with self.bot.db.session(urgent=True) as session:
             rules = await q.update_guild_rules(session, interaction.guild_id, **changes)
-            text = _config_text(rules)
+            text = _config_text(rules, self._safety_check())
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=_QUIET)
+
+    def _safety_check(self) -> str:
+        config = self.bot.config
+        return render.safety_check_text(
+            self.bot.safety_checker, setting=config.safety_checker, remote=config.queue_url is not None
+        )
 
     async def _current(self, guild_id: int) -> GuildRules:
         async with self.bot.db.session(read_only=True) as session:
@@ -163,7 +175,7 @@ class AdminCog(commands.Cog):
     @config.command(name="show", description="Show this server's bot settings")
     async def config_show(self, interaction: discord.Interaction[ImagineBot]) -> None:
         assert interaction.guild_id is not None
-        text = _config_text(await self._current(interaction.guild_id))
+        text = _config_text(await self._current(interaction.guild_id), self._safety_check())
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=_QUIET)
 
     @config.command(name="banned-words", description="Add or remove banned words (comma-separated)")
@@ -202,6 +214,20 @@ class AdminCog(commands.Cog):
     @config.command(name="buttons", description="Whether only a job's owner may press its buttons")
     async def config_buttons(self, interaction: discord.Interaction[ImagineBot], owner_only: bool) -> None:
         await self._update(interaction, buttons_owner_only=owner_only)
+
+    @config.command(
+        name="moderation",
+        description="What flagged images get in age-restricted channels (elsewhere: withheld)",
+    )
+    @app_commands.describe(
+        flagged_images="block: withheld, never posted; spoiler: posted blurred; allow: posted as they are"
+    )
+    async def config_moderation(
+        self,
+        interaction: discord.Interaction[ImagineBot],
+        flagged_images: Literal["block", "spoiler", "allow"],
+    ) -> None:
+        await self._update(interaction, flagged_images=FlaggedImages(flagged_images))
 
 
 async def setup(bot: ImagineBot) -> None:

@@ -9,10 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import render
-from bot.errors import BotError
-from bot.jobs import JobCard
 from bot.replies import requester
-from bot.store.models import JobStatus
 from bot.views import result_view
 
 if TYPE_CHECKING:
@@ -47,16 +44,10 @@ class InfoCog(commands.Cog):
     @app_commands.command(name="show", description="Post a job's images again, with working buttons")
     @app_commands.describe(job_id="The job id, from /history")
     async def show(self, interaction: discord.Interaction[ImagineBot], job_id: str) -> None:
-        job = await self.bot.jobs.get(job_id.strip().lower())
-        if job.status is not JobStatus.SUCCEEDED or not job.grid_path:
-            raise BotError(f"Job `{job.id}` is {job.status.value}; only finished jobs have images to show.")
-        path = self.bot.config.data_dir / job.grid_path
-        if not path.exists():
-            raise BotError(f"The images of job `{job.id}` are gone from the bot's disk.")
-        card = JobCard.from_job(job)
+        card, path = await self.bot.jobs.reshow(requester(interaction), job_id.strip().lower())
         await interaction.response.send_message(
             render.result_content(card),
-            file=render.attachment_file(path),
+            file=render.attachment_file(path, spoiler=card.spoiler),
             view=result_view(card),
             allowed_mentions=_QUIET,
         )

@@ -9,7 +9,16 @@ rows onto each other; `types` holds what callers share.
 from __future__ import annotations
 
 from bot.jobs.service import JobService, message_url
-from bot.jobs.types import OPERATOR, ButtonAction, JobCard, JobTicket, Presenter, Requester, UserInfo
+from bot.jobs.types import (
+    OPERATOR,
+    ButtonAction,
+    JobCard,
+    JobTicket,
+    Notify,
+    Presenter,
+    Requester,
+    UserInfo,
+)
 
 __all__ = [
     "OPERATOR",
@@ -17,6 +26,7 @@ __all__ = [
     "JobCard",
     "JobService",
     "JobTicket",
+    "Notify",
     "Presenter",
     "Requester",
     "UserInfo",

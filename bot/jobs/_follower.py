@@ -1,5 +1,9 @@
 """Following one submitted job to its end: its message, progress (throttled, latest wins), the files
-on disk, the job row and the usage ledger, then the images or the failure notice."""
+on disk, the job row and the usage ledger, then the images or the failure notice.
+
+Images the safety check flagged are posted only in age-restricted channels, as the server's rule says
+(spoiler or plainly); anywhere else, or where the rule is `block`, they are neither saved nor posted
+and the job ends `moderated`."""
 
 from __future__ import annotations
 
@@ -12,11 +16,12 @@ from pathlib import Path
 
 from bot.config import Config
 from bot.errors import user_message
-from bot.jobs.types import JobCard, JobTicket, Presenter
+from bot.jobs.types import JobCard, JobTicket, Notify, Presenter
+from bot.policy import FlaggedImages, flagged_images_get, withheld_reason
 from bot.store import queries as q
 from bot.store.db import Database
 from bot.store.errors import JobStateError, StaleAttempt
-from engine.errors import JobInterrupted
+from engine.errors import ImageFlagged, JobInterrupted
 from engine.images import SavedImages, save_job_images
 from engine.queue import EventStream, JobFailed, JobFinished, JobProgress, JobRetried, JobStarted
 from engine.types import GenerationRequest, GenerationResult
@@ -30,11 +35,20 @@ class JobFollower:
     """Shows each job's life through the presenter and records every state change in the store."""
 
     def __init__(
-        self, *, db: Database, config: Config, presenter: Presenter, clock: Callable[[], datetime]
+        self,
+        *,
+        db: Database,
+        config: Config,
+        presenter: Presenter,
+        clock: Callable[[], datetime],
+        previews_everywhere: bool = True,
     ) -> None:
+        """`previews_everywhere`: False when images are safety-checked, since previews are not: they
+        are then shown only where flagged images may be (`GenerationRequest.allow_flagged_input`)."""
         self.db = db
         self.config = config
         self.presenter = presenter
+        self.previews_everywhere = previews_everywhere
         self._clock = clock
 
     async def follow(self, ticket: JobTicket) -> None:
@@ -42,8 +56,11 @@ class JobFollower:
         handle = ticket.handle
         async with handle.events() as events:
             card = await self._placed(ticket)
+            # Previews are not safety-checked: where images are checked, they are shown only where a
+            # flagged image could be (the same rule lets a job start from a flagged picture).
+            previews = self.previews_everywhere or handle.request.allow_flagged_input
             try:
-                outcome = await self._watch(card, events)
+                outcome = await self._watch(card, events, previews=previews)
             except Exception as exc:  # a bug, or the database is gone: either way the owner is told
                 await handle.cancel()  # in case it still runs: nobody would take its images
                 await self._failed(card, exc)
@@ -54,9 +71,11 @@ class JobFollower:
             return
         try:
             if isinstance(outcome, JobFinished):
-                await self._deliver(card, handle.request, outcome.result, outcome.attempt)
+                await self._deliver(card, handle.request, outcome.result, outcome.attempt, ticket.notify)
             elif outcome.cancelled:
                 await self._cancelled(card)
+            elif isinstance(outcome.error, ImageFlagged):  # its picture was flagged: nothing was made
+                await self._moderated(card, str(outcome.error), outcome.attempt, None, ticket.notify)
             else:
                 await self._failed(card, outcome.error, outcome.attempt)
         except StaleAttempt as exc:  # a newer run of the job counts, not this one
@@ -75,7 +94,7 @@ class JobFollower:
         await self._set_message(ticket.card.job_id, message_id)
         return replace(ticket.card, message_id=message_id)
 
-    async def _watch(self, card: JobCard, events: EventStream) -> JobFinished | JobFailed:
+    async def _watch(self, card: JobCard, events: EventStream, *, previews: bool) -> JobFinished | JobFailed:
         last_shown = float("-inf")
         async for event in events:
             if isinstance(event, JobStarted):
@@ -87,14 +106,29 @@ class JobFollower:
                 # The stream keeps only the latest unread progress; what comes too soon is dropped.
                 if now - last_shown >= self.presenter.progress_interval_s:
                     last_shown = now
-                    await self.presenter.show_progress(card, event.progress)
+                    progress = event.progress
+                    if progress.preview is not None and not previews:
+                        progress = replace(progress, preview=None)
+                    await self.presenter.show_progress(card, progress)
             elif isinstance(event, JobFinished | JobFailed):
                 return event
         raise AssertionError(f"the events of job {card.job_id} ended without an outcome")
 
     async def _deliver(
-        self, card: JobCard, request: GenerationRequest, result: GenerationResult, attempt: int | None
+        self,
+        card: JobCard,
+        request: GenerationRequest,
+        result: GenerationResult,
+        attempt: int | None,
+        notify: Notify | None,
     ) -> None:
+        if result.any_flagged:
+            shown = await self._flagged_images_get(card)
+            if shown is FlaggedImages.BLOCK:  # never saved, never posted
+                reason = withheld_reason(age_restricted=card.age_restricted)
+                await self._moderated(card, reason, attempt, result.elapsed_s, notify)
+                return
+            card = replace(card, spoiler=shown is FlaggedImages.SPOILER)
         folder = self.config.data_dir / "images" / card.job_id[:2]
         saved = await save_job_images(
             result, request, folder, card.job_id, attachment_limit_bytes=self.config.attachment_limit_bytes
@@ -108,13 +142,26 @@ class JobFollower:
                 gpu_seconds=result.elapsed_s,
                 model=result.model,
                 grid_path=self._relative(saved.attachment),
+                flagged=result.any_flagged,
                 attempt=attempt,
                 now=self._clock(),
             )
-        log.info("job %s succeeded in %.2fs on the device", card.job_id, result.elapsed_s)
+        log.info(
+            "job %s succeeded in %.2fs on the device%s",
+            card.job_id,
+            result.elapsed_s,
+            " (flagged; posted as the server's rule says)" if result.any_flagged else "",
+        )
         message_id = await self.presenter.show_result(card, saved)
         if message_id is not None and message_id != card.message_id:
             await self._set_message(card.job_id, message_id)
+
+    async def _flagged_images_get(self, card: JobCard) -> FlaggedImages:
+        """What the job's flagged images get: its server's rule as it stands now, in an age-restricted
+        channel; withheld anywhere else."""
+        async with self.db.session(read_only=True) as session:
+            rules = await q.get_guild_rules(session, card.guild_id)
+        return flagged_images_get(rules.flagged_images, age_restricted=card.age_restricted)
 
     def _image_records(self, saved: SavedImages, result: GenerationResult) -> list[q.ImageRecord]:
         records = [
@@ -159,6 +206,24 @@ class JobFollower:
             await q.mark_cancelled(session, card.job_id, now=self._clock())
         log.info("job %s cancelled", card.job_id)
         await self.presenter.show_failure(card, "cancelled")
+
+    async def _moderated(
+        self,
+        card: JobCard,
+        reason: str,
+        attempt: int | None,
+        gpu_seconds: float | None,
+        notify: Notify | None,
+    ) -> None:
+        """The safety check withheld the job (`gpu_seconds`: how long it ran; None: it never did)."""
+        async with self.db.session() as session:
+            await q.mark_moderated(
+                session, card.job_id, reason, gpu_seconds=gpu_seconds, attempt=attempt, now=self._clock()
+            )
+        log.info("job %s moderated: %s", card.job_id, reason)
+        await self.presenter.show_moderated(card, reason)
+        if notify is not None:
+            await notify(f"Your job `{card.job_id}` was withheld by this server's moderation. {reason}")
 
     async def _failed(self, card: JobCard, error: Exception, attempt: int | None = None) -> None:
         reason = user_message(error)

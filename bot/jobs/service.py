@@ -26,7 +26,15 @@ from bot.jobs._follower import JobFollower
 from bot.jobs.conversions import new_seed, params_to_request, request_to_params, to_generation_request
 from bot.jobs.sources import keep_sources, load_sources, start_image
 from bot.jobs.types import OPERATOR, ButtonAction, JobCard, JobTicket, Presenter, Requester, UserInfo
-from bot.policy import Limits, check_banned_words, check_button_press, check_channel, day_window
+from bot.policy import (
+    FlaggedImages,
+    Limits,
+    check_banned_words,
+    check_button_press,
+    check_channel,
+    day_window,
+    flagged_images_get,
+)
 from bot.prompt import PromptLimits, parse
 from bot.store import queries as q
 from bot.store.db import Database
@@ -75,10 +83,17 @@ class _Parent:
     """The pressed cell's image, relative to the data dir."""
     link: str | None
     """Its message, for the upscale's link back."""
+    allow_flagged_input: bool = False
+    """Whether the presser's channel and server let a job start from a picture the safety check flags."""
 
 
 def _from_terminal(job: Job) -> bool:
     return job.user_id == OPERATOR.user_id and job.channel_id == OPERATOR.channel_id
+
+
+def _allows_flagged_input(who: Requester, rule: FlaggedImages) -> bool:
+    """A job may start from a flagged picture only where its flagged images could be posted."""
+    return flagged_images_get(rule, age_restricted=who.age_restricted) is not FlaggedImages.BLOCK
 
 
 class JobService:
@@ -91,14 +106,18 @@ class JobService:
         queue: JobQueue,
         config: Config,
         fetcher: ImageFetcher | None = None,
+        safety_checked: bool = False,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        """`safety_checked`: the engine checks images, so progress previews (which it does not check)
+        are shown only in age-restricted channels."""
         self.db = db
         self.queue = queue
         self.config = config
         self.fetcher = fetcher or ImageFetcher.from_config(config)
         """Downloads the pictures of image prompts; closed with the service."""
         self.prompt_limits = PromptLimits.from_config(config)
+        self.safety_checked = safety_checked
         self._clock = clock
         self._follower: JobFollower | None = None
         self._following: dict[str, asyncio.Task[None]] = {}
@@ -110,7 +129,13 @@ class JobService:
     async def start(self, presenter: Presenter, *, recover: bool = True) -> tuple[int, int]:
         """Show jobs through `presenter` from now on; with `recover`, resume what a previous run left
         unfinished. Returns (resumed, failed) recovered jobs."""
-        self._follower = JobFollower(db=self.db, config=self.config, presenter=presenter, clock=self._clock)
+        self._follower = JobFollower(
+            db=self.db,
+            config=self.config,
+            presenter=presenter,
+            clock=self._clock,
+            previews_everywhere=not self.safety_checked,
+        )
         return await self._recover() if recover else (0, 0)
 
     # --- new jobs -------------------------------------------------------------------------
@@ -131,6 +156,7 @@ class JobService:
         """A U/V/Vary/🔄 button: a new job from `job_id` (cell 1–4; 0 for a re-roll)."""
         parent = await self._parent(who, action, job_id, cell)
         prompt, request = parent.prompt, params_to_request(parent.params, self.config.data_dir)
+        request = replace(request, allow_flagged_input=parent.allow_flagged_input)  # the presser's channel
         start = parent.params.get("init") if request.mode is Mode.IMAGE else None
         if remix_text is not None:
             # The parent's pictures are on disk: a remix that keeps their links fetches nothing.
@@ -161,14 +187,14 @@ class JobService:
         a link to the SHA-256 of a kept picture) and made into start images first."""
         async with self.db.session(read_only=True) as session:
             prefs = await q.get_user_preferences(session, who.user_id)
+            rules = await q.get_guild_rules(session, who.guild_id)
         defaults = dict(prefs.defaults or {})
         if prefs.model and prefs.model in self.config.model_aliases:
             defaults.setdefault("v", prefs.model)
         requests = parse(text, limits=self.prompt_limits, defaults=defaults, images=images)
+        allow_flagged = _allows_flagged_input(who, rules.flagged_images)
         if any(r.image_prompts for r in requests):
             # Checked again when the jobs are stored; here so a refused prompt fetches nothing.
-            async with self.db.session(read_only=True) as session:
-                rules = await q.get_guild_rules(session, who.guild_id)
             check_channel(who.channel_id, rules.allowed_channel_ids or [])
             check_banned_words(text, rules.banned_words or [])
         pictures = await self._pictures([url for r in requests for url in r.image_prompts], known or {})
@@ -176,7 +202,8 @@ class JobService:
         for r in requests:
             seed = r.seed if r.seed is not None else new_seed()
             if not r.image_prompts:
-                planned.append((str(r), to_generation_request(r, seed=seed), None))
+                request = to_generation_request(r, seed=seed)
+                planned.append((str(r), replace(request, allow_flagged_input=allow_flagged), None))
                 continue
             shas = [pictures[url][0] for url in r.image_prompts]
             start = await asyncio.to_thread(
@@ -188,7 +215,7 @@ class JobService:
             )
             init = self.config.data_dir / start.path
             request = to_generation_request(r, seed=seed, init_image=init, sources=start.sources)
-            planned.append((str(r), request, start.path))
+            planned.append((str(r), replace(request, allow_flagged_input=allow_flagged), start.path))
         return planned
 
     async def _pictures(
@@ -220,6 +247,8 @@ class JobService:
             check_button_press(
                 presser_id=who.user_id, owner_id=job.user_id, owner_only=rules.buttons_owner_only
             )
+            if job.status is JobStatus.MODERATED:
+                raise BotError("That job's images were withheld by this server's moderation; none were kept.")
             if job.status is not JobStatus.SUCCEEDED:
                 raise BotError("That job has no images yet; wait for it to finish.")
             if action.is_variation and job.kind is JobKind.UPSCALE and job.parent_id:
@@ -227,7 +256,16 @@ class JobService:
                 cell, job = job.parent_index or 1, await q.get_job(session, job.parent_id) or job
             init = await q.image_path(session, job.id, cell) if cell else None
             link = message_url(job.guild_id, job.channel_id, job.message_id) if job.message_id else None
-            parent = _Parent(job.id, cell, job.prompt, dict(job.params), list(job.seeds or []), init, link)
+            parent = _Parent(
+                job.id,
+                cell,
+                job.prompt,
+                dict(job.params),
+                list(job.seeds or []),
+                init,
+                link,
+                _allows_flagged_input(who, rules.flagged_images),
+            )
         if action is not ButtonAction.REROLL and (init is None or not (self.config.data_dir / init).exists()):
             raise BotError("The image for that button is gone from the bot's disk, so I cannot use it.")
         return parent
@@ -290,6 +328,9 @@ class JobService:
         return [self._track(card, handle) for card, handle in zip(cards, handles, strict=True)]
 
     async def _create(self, session: AsyncSession, who: Requester, job: _Planned) -> Job:
+        ui = dict(job.ui or {})
+        if who.age_restricted:  # kept with the job, so a result after a restart is judged the same way
+            ui["age_restricted"] = True
         return await q.create_job(
             session,
             kind=job.kind,
@@ -298,7 +339,7 @@ class JobService:
             channel_id=who.channel_id,
             prompt=job.prompt,
             seed=job.request.seed,
-            params=request_to_params(job.request, init=job.init, **(job.ui or {})),
+            params=request_to_params(job.request, init=job.init, **ui),
             model=job.request.model,
             parent_id=job.parent_id,
             parent_index=job.parent_index,
@@ -398,6 +439,32 @@ class JobService:
         if job is None:
             raise UnknownJob(job_id)
         return job
+
+    async def reshow(self, who: Requester, job_id: str) -> tuple[JobCard, Path]:
+        """A finished job's card and posted file, to post again where `who` asks (/show). Images the
+        safety check flagged are shown only as the server's rule allows in that channel."""
+        async with self.db.session(read_only=True) as session:
+            job = await q.get_job(session, job_id)
+            if job is None:
+                raise UnknownJob(job_id)
+            rules = await q.get_guild_rules(session, who.guild_id)
+        if job.status is JobStatus.MODERATED:
+            raise BotError(f"Job `{job.id}` was withheld by this server's moderation; it kept no images.")
+        if job.status is not JobStatus.SUCCEEDED or not job.grid_path:
+            raise BotError(f"Job `{job.id}` is {job.status.value}; only finished jobs have images to show.")
+        card = JobCard.from_job(job)
+        if job.flagged:
+            shown = flagged_images_get(rules.flagged_images, age_restricted=who.age_restricted)
+            if shown is FlaggedImages.BLOCK:
+                raise BotError(
+                    f"The safety check flagged the images of job `{job.id}`; they are shown only in "
+                    "age-restricted channels, and only where the server does not block flagged images."
+                )
+            card = replace(card, spoiler=shown is FlaggedImages.SPOILER)
+        path = self.config.data_dir / job.grid_path
+        if not path.exists():
+            raise BotError(f"The images of job `{job.id}` are gone from the bot's disk.")
+        return card, path
 
     async def wants_remix(self, user_id: int) -> bool:
         """Whether the member turned remix mode on (variations then ask for a new prompt first)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -17,7 +18,20 @@ from engine.images import SavedImages
 from engine.queue import JobHandle
 from engine.types import Progress
 
-__all__ = ["OPERATOR", "ButtonAction", "JobCard", "JobTicket", "Presenter", "Requester", "UserInfo"]
+__all__ = [
+    "OPERATOR",
+    "ButtonAction",
+    "JobCard",
+    "JobTicket",
+    "Notify",
+    "Presenter",
+    "Requester",
+    "UserInfo",
+]
+
+Notify = Callable[[str], Awaitable[None]]
+"""Tells a job's owner something only they see (on Discord: an ephemeral followup to their interaction);
+handles its own failures."""
 
 
 class ButtonAction(enum.StrEnum):
@@ -44,6 +58,8 @@ class Requester:
     guild_id: int | None
     channel_id: int
     role_ids: tuple[int, ...] = ()
+    age_restricted: bool = False
+    """The channel is one Discord marks age-restricted: the only kind where flagged images may be posted."""
     operator: bool = False
     """The bot's owner at its terminal (`imaginebot imagine`): no member limits or quotas apply, and
     the jobs are never resumed by the bot after a restart (nobody would see them)."""
@@ -69,6 +85,11 @@ class JobCard:
     """`Strong` or `Subtle` for variations, worded as Midjourney does."""
     source_url: str | None = None
     """Link to the grid an upscale came from."""
+    age_restricted: bool = False
+    """Asked for in a channel Discord marks age-restricted (`Requester.age_restricted`)."""
+    spoiler: bool = False
+    """Post its images behind Discord's spoiler blur: the safety check flagged them, and the server's
+    rule for its age-restricted channels is `spoiler`."""
 
     @classmethod
     def from_job(cls, job: Job) -> JobCard:
@@ -84,6 +105,7 @@ class JobCard:
             parent_index=job.parent_index,
             variation=ui.get("variation"),
             source_url=ui.get("source_url"),
+            age_restricted=bool(ui.get("age_restricted", False)),
         )
 
 
@@ -94,12 +116,15 @@ class JobTicket:
     def __init__(self, card: JobCard, handle: JobHandle) -> None:
         self.card = card
         self.handle = handle
+        self.notify: Notify | None = None
+        """How to tell the owner something privately, when the submitter can (`show_in`)."""
         self._message: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
 
-    def show_in(self, message_id: int | None) -> None:
+    def show_in(self, message_id: int | None, *, notify: Notify | None = None) -> None:
         """Show the job in message `message_id` (the answer to the member's interaction), or in a
-        message of its own when None. Only the first call counts."""
+        message of its own when None; `notify` reaches the owner privately. Only the first call counts."""
         if not self._message.done():
+            self.notify = notify
             self._message.set_result(message_id)
 
     async def message_id(self) -> int | None:
@@ -129,6 +154,10 @@ class Presenter(Protocol):
         ...
 
     async def show_failure(self, card: JobCard, reason: str) -> None: ...
+
+    async def show_moderated(self, card: JobCard, reason: str) -> None:
+        """The safety check withheld the job's images (or refused its picture): no image, and `reason`."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

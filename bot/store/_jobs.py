@@ -1,4 +1,4 @@
-"""Job rows through their life: queued → running → succeeded | failed | cancelled.
+"""Job rows through their life: queued → running → succeeded | failed | cancelled | moderated.
 
 Every change of a job's status in the bot goes through these functions, and each checks the move:
 a finished job never changes again, and running → queued happens only when recovery requeues a job
@@ -39,6 +39,7 @@ __all__ = [
     "image_path",
     "mark_cancelled",
     "mark_failed",
+    "mark_moderated",
     "mark_running",
     "mark_succeeded",
     "recent_jobs",
@@ -113,6 +114,7 @@ async def create_job(
         parent_index=parent_index,
         created_at=now or utcnow(),
         gpu_seconds=0.0,
+        flagged=False,
     )
     session.add(job)
     await session.flush()
@@ -162,30 +164,40 @@ async def mark_succeeded(
     gpu_seconds: float,
     model: str | None = None,
     grid_path: str | None = None,
+    flagged: bool = False,
     attempt: int | None = None,
     now: datetime | None = None,
 ) -> Job:
     """Store the result: images, seeds, GPU time, and one usage-ledger row, all in this transaction.
 
-    Accepted from queued too: a job can end before its follower heard that it started. A result
-    of a run older than the job's latest (`attempt`) is refused with `StaleAttempt`: once a lost
-    worker's job was given to another, only the new run's result counts.
+    `flagged`: the safety check flagged an image, and the server's rule let it be posted. Accepted
+    from queued too: a job can end before its follower heard that it started. A result of a run
+    older than the job's latest (`attempt`) is refused with `StaleAttempt`: once a lost worker's job
+    was given to another, only the new run's result counts.
     """
     job = await _job_for_change(session, job_id, JobStatus.SUCCEEDED, attempt)
     finished = now or utcnow()
     job.status = JobStatus.SUCCEEDED
-    job.started_at = job.started_at or finished - timedelta(seconds=gpu_seconds)
-    job.finished_at = finished
+    _ran(session, job, gpu_seconds, finished)
     job.seeds = [int(seed) for seed in seeds]
-    job.gpu_seconds = gpu_seconds
     job.grid_path = grid_path
     job.error = None
+    job.flagged = flagged
     if model is not None:
         job.model = model
     job.images = [
         Image(index=image.index, seed=image.seed, width=image.width, height=image.height, path=image.path)
         for image in images
     ]
+    await session.flush()
+    return job
+
+
+def _ran(session: AsyncSession, job: Job, gpu_seconds: float, finished: datetime) -> None:
+    """The device ran the job to its end: its times, GPU seconds and one usage-ledger row."""
+    job.started_at = job.started_at or finished - timedelta(seconds=gpu_seconds)
+    job.finished_at = finished
+    job.gpu_seconds = gpu_seconds
     session.add(
         UsageEntry(
             job_id=job.id,
@@ -196,6 +208,33 @@ async def mark_succeeded(
             jobs=1,
         )
     )
+
+
+async def mark_moderated(
+    session: AsyncSession,
+    job_id: str,
+    reason: str,
+    *,
+    gpu_seconds: float | None = None,
+    attempt: int | None = None,
+    now: datetime | None = None,
+) -> Job:
+    """The safety check flagged the job's start picture or its images, and they were withheld: nothing
+    is kept, and `reason` tells its owner why.
+
+    `gpu_seconds`: how long the device ran it when its images were withheld (they are counted in the
+    usage ledger, as for `mark_succeeded`); None when it never ran (its picture was flagged first).
+    Accepted from queued too, and `attempt` is checked as for `mark_succeeded`.
+    """
+    job = await _job_for_change(session, job_id, JobStatus.MODERATED, attempt)
+    finished = now or utcnow()
+    job.status = JobStatus.MODERATED
+    job.error = reason
+    job.flagged = True
+    if gpu_seconds is None:
+        job.finished_at = finished
+    else:
+        _ran(session, job, gpu_seconds, finished)
     await session.flush()
     return job
 

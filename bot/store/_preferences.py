@@ -11,6 +11,7 @@ from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.policy import FlaggedImages
 from bot.store._locks import serialize
 from bot.store._usage import UNSET, Unset
 from bot.store.models import GuildRules, UserPreferences, utcnow
@@ -28,6 +29,7 @@ async def get_guild_rules(session: AsyncSession, guild_id: int | None) -> GuildR
         banned_words=[],
         allowed_channel_ids=[],
         buttons_owner_only=False,
+        flagged_images=FlaggedImages.BLOCK,
         updated_at=utcnow(),
     )
 
@@ -39,6 +41,7 @@ async def update_guild_rules(
     banned_words: Sequence[str] | None = None,
     allowed_channel_ids: Sequence[int] | None = None,
     buttons_owner_only: bool | None = None,
+    flagged_images: FlaggedImages | None = None,
 ) -> GuildRules:
     """Change the given rules (None = keep), creating the row on first use."""
     await serialize(session, "guild_rules", guild_id)
@@ -52,6 +55,8 @@ async def update_guild_rules(
         rules.allowed_channel_ids = [int(channel) for channel in allowed_channel_ids]
     if buttons_owner_only is not None:
         rules.buttons_owner_only = buttons_owner_only
+    if flagged_images is not None:
+        rules.flagged_images = FlaggedImages(flagged_images)
     rules.updated_at = utcnow()
     await session.flush()
     return rules

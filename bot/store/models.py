@@ -29,11 +29,12 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from bot.policy import QuotaScope
+from bot.policy import FlaggedImages, QuotaScope
 
 __all__ = [
     "NAMING_CONVENTION",
@@ -115,6 +116,8 @@ class JobStatus(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    MODERATED = "moderated"
+    """Ended by the safety check: its picture or its images were flagged and withheld; nothing was kept."""
 
     @property
     def finished(self) -> bool:
@@ -186,6 +189,9 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     grid_path: Mapped[str | None] = mapped_column(String(500))
     """The posted image (grid, or the single upscaled image), relative to the data dir."""
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """The safety check flagged its start picture or an image it made (kept only where the server's
+    rule let it be posted in an age-restricted channel; `moderated` jobs kept nothing)."""
 
     images: Mapped[list[Image]] = relationship(
         back_populates="job",
@@ -223,7 +229,8 @@ class Image(Base):
 
 
 class GuildRules(Base):
-    """A server's rules, set by its admins with /config: banned words, channels, who may press buttons."""
+    """A server's rules, set by its admins with /config: banned words, channels, who may press buttons,
+    what flagged images get."""
 
     __tablename__ = "guild_settings"
 
@@ -232,6 +239,10 @@ class GuildRules(Base):
     allowed_channel_ids: Mapped[list[int]] = mapped_column(JSON_VALUE, default=list)
     """Channels where /imagine works; empty = everywhere."""
     buttons_owner_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    flagged_images: Mapped[FlaggedImages] = mapped_column(
+        _str_enum(FlaggedImages), default=FlaggedImages.BLOCK, server_default=FlaggedImages.BLOCK.value
+    )
+    """What flagged images get in the server's age-restricted channels (elsewhere: always withheld)."""
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
 

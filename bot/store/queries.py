@@ -2,8 +2,8 @@
 
 Functions flush but never commit: `Database.session()` commits the whole unit of work at the end.
 A job's status changes only through the `mark_*`/`requeue_job`/`recover_unfinished` functions here,
-which check the move (queued → running → succeeded | failed | cancelled; running → queued only on
-recovery) and raise `JobStateError` otherwise.
+which check the move (queued → running → succeeded | failed | cancelled | moderated; running → queued
+only on recovery) and raise `JobStateError` otherwise.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from bot.store._jobs import (
     image_path,
     mark_cancelled,
     mark_failed,
+    mark_moderated,
     mark_running,
     mark_succeeded,
     recent_jobs,
@@ -51,6 +52,7 @@ __all__ = [
     "image_path",
     "mark_cancelled",
     "mark_failed",
+    "mark_moderated",
     "mark_running",
     "mark_succeeded",
     "quota_rules",

@@ -67,10 +67,10 @@ class ModelSet:
         # Moving modules is only worth it on an accelerator; on a CPU both already live in RAM.
         if self._device != "cpu" and self._on_device is not model:
             if self._on_device is not None:
-                self._on_device.text2img.to("cpu")
+                self._on_device.to("cpu")
                 free_device_memory()
             if model is not None:
-                model.text2img.to(self._device)
+                model.to(self._device)
         self._on_device = model
         return model if model is not None else self.default
 

@@ -17,6 +17,7 @@ from engine.backends._family import Family, detect_family
 from engine.backends._preview import LatentPreviewer
 from engine.backends._schedulers import SchedulerCache
 from engine.errors import ModelLoadError
+from engine.safety import PipelineSafetyChecker, SafetyChecker
 
 __all__ = ["TINY", "LoadedModel", "load_model", "resolve_device"]
 
@@ -116,6 +117,14 @@ class LoadedModel:
         self.family: Family = detect_family(pipe, model_id, tiny=tiny)
         self.schedulers = SchedulerCache(pipe.scheduler)
         self.previewer = LatentPreviewer(pipe.vae, int(pipe.vae_scale_factor))
+        self.safety_checker: SafetyChecker | None = None
+        """What this model's images are checked with; the backend sets it (`engine.safety`)."""
+
+    def to(self, device: str) -> None:
+        """Move the model, and its own safety checker (taken out of the pipeline), to `device`."""
+        self.text2img.to(device)
+        if isinstance(self.safety_checker, PipelineSafetyChecker):
+            self.safety_checker.to(device)
 
     @functools.cached_property
     def img2img(self) -> Any:
@@ -160,6 +169,7 @@ class LoadedModel:
     def close(self) -> None:
         """Drop the pipelines and give the device memory back."""
         self.text2img = None
+        self.safety_checker = None
         for derived in ("img2img", "inpaint"):
             self.__dict__.pop(derived, None)  # cached_property keeps its value here
         gc.collect()

@@ -2,7 +2,8 @@
 
 One `generate` call is one job. A grid is one batched pipeline call of four images with a list of
 four CPU generators seeded `seed … seed+3`, so any single cell can be reproduced alone. Progress
-and cancellation go through `callback_on_step_end` and the pipeline's interrupt flag.
+and cancellation go through `callback_on_step_end` and the pipeline's interrupt flag. The safety
+check (`engine.safety`) looks at an image prompt's start picture before and at every image after.
 """
 
 from __future__ import annotations
@@ -34,7 +35,15 @@ from engine.backends._mapping import (
 from engine.backends._model import LoadedModel, free_device_memory, load_model
 from engine.backends._preview import LatentPreviewer
 from engine.backends._schedulers import DenoisedTap, sampler_name
-from engine.errors import GenerationError, JobCancelled, OutOfMemoryError
+from engine.errors import GenerationError, ImageFlagged, JobCancelled, OutOfMemoryError
+from engine.safety import (
+    MODEL,
+    NONE,
+    SafetyChecker,
+    check_images,
+    detach_pipeline_checker,
+    load_safety_checker,
+)
 from engine.types import GenerationRequest, GenerationResult, Mode, Progress
 
 __all__ = ["PREVIEW_EVERY", "DiffusersBackend"]
@@ -154,6 +163,12 @@ def _open_source(path: Path | None, mode: Mode) -> Image.Image:
         ) from exc
 
 
+def _check_start(checker: SafetyChecker | None, source: Image.Image) -> None:
+    """Refuse to start from a flagged picture (`ImageFlagged`): nothing is made from it."""
+    if any(check_images(checker, [source])):
+        raise ImageFlagged()
+
+
 class DiffusersBackend:
     """A `Backend` running diffusers pipelines; the default model stays loaded, aliases load lazily
     (one model on the device at a time, see `_aliases.ModelSet`)."""
@@ -166,17 +181,37 @@ class DiffusersBackend:
         aliases: Mapping[str, str] | None = None,
         diffusion_upscale: bool = True,
         loader: Callable[[str], LoadedModel] | None = None,
+        safety_checker: str = MODEL,
     ) -> None:
+        """`safety_checker` is `IMAGINE_SAFETY_CHECKER`: `model`, `none` or `package.module:attribute`
+        (`engine.safety`); a custom checker is made once and checks every model's images."""
         self.name = f"diffusers:{model.model_id}"
         self.device = device
         self.diffusion_upscale = diffusion_upscale
+        self._safety_setting = safety_checker
+        self._shared_checker = (
+            None if safety_checker in (MODEL, NONE) else load_safety_checker(safety_checker)
+        )
+        load = loader or (lambda model_id: load_model(model_id, device=device))
         self._models = ModelSet(
-            model,
+            self._with_checker(model),
             device=device,
             aliases=aliases or {},
-            loader=loader or (lambda model_id: load_model(model_id, device=device)),
+            loader=lambda model_id: self._with_checker(load(model_id)),
         )
         self._lock = threading.Lock()
+
+    def _with_checker(self, model: LoadedModel) -> LoadedModel:
+        """Give a freshly loaded model the checker the setting names: its own, the shared one, or none."""
+        own = detach_pipeline_checker(model.text2img)  # never the pipeline's silent black-out
+        model.safety_checker = own if self._safety_setting == MODEL else self._shared_checker
+        return model
+
+    @property
+    def checker(self) -> str | None:
+        """The name of the safety checker the default model's images go through; None = none."""
+        checker = self._models.default.safety_checker
+        return checker.name if checker is not None else None
 
     @classmethod
     def from_pipeline(
@@ -244,6 +279,8 @@ class DiffusersBackend:
         source = ImageOps.fit(
             _open_source(request.init_image, Mode.IMAGE), (plan.width, plan.height), Image.Resampling.LANCZOS
         )
+        if not request.allow_flagged_input:
+            _check_start(model.safety_checker, source)
         strength = image_strength(request.image_weight)
         seeds = request.seeds
         pipe = model.img2img
@@ -416,6 +453,8 @@ class DiffusersBackend:
             extra["strength"] = f"{image_strength(request.image_weight):g}"
         if notes:
             extra["notes"] = "; ".join(notes)
+        checker = model.safety_checker
+        flagged = check_images(checker, images)  # on the device, so within the job's device time
         return GenerationResult(
             images=tuple(images),
             seeds=seeds,
@@ -427,6 +466,8 @@ class DiffusersBackend:
             model=model.model_id,
             elapsed_s=time.perf_counter() - started,
             extra=extra,
+            flagged=flagged,
+            checker=checker.name if checker is not None else None,
         )
 
     def close(self) -> None:

@@ -27,7 +27,14 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
-from engine.errors import EngineError, GenerationError, JobCancelled, OutOfMemoryError, QueueUnavailable
+from engine.errors import (
+    EngineError,
+    GenerationError,
+    ImageFlagged,
+    JobCancelled,
+    OutOfMemoryError,
+    QueueUnavailable,
+)
 from engine.types import GenerationRequest, GenerationResult, Progress
 
 __all__ = [
@@ -219,6 +226,8 @@ def result_payload(result: GenerationResult) -> dict[str, bytes]:
         "elapsed_s": result.elapsed_s,
         "extra": dict(result.extra),
         "sizes": [list(image.size) for image in images],
+        "flagged": list(result.flagged),
+        "checker": result.checker,
     }
     payload = {"meta": json.dumps(meta).encode()}
     for index, image in enumerate(images):
@@ -243,14 +252,18 @@ def read_result(payload: Fields) -> GenerationResult:
         model=meta["model"],
         elapsed_s=meta["elapsed_s"],
         extra=dict(meta["extra"]),
+        flagged=tuple(bool(flag) for flag in meta.get("flagged", ())),
+        checker=meta.get("checker"),
     )
 
 
 _ERRORS: dict[str, type[EngineError]] = {
     "cancelled": JobCancelled,
     "out_of_memory": OutOfMemoryError,
+    "flagged": ImageFlagged,
     "generation": GenerationError,
 }
+"""Most specific first: `error_fields` names an error by the first class it is an instance of."""
 
 
 def error_fields(error: EngineError) -> dict[str, str]:

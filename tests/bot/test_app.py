@@ -11,7 +11,7 @@ from engine.simulated import SimulatedBackend
 from fakediscord import FakeDiscord
 from tests.bot.discord_fixtures import make_config, started_bot
 
-COMMANDS = ["cancel", "config", "history", "imagine", "info", "quota", "settings", "show"]
+COMMANDS = ["blend", "cancel", "config", "history", "imagine", "info", "quota", "settings", "show"]
 
 
 def test_without_a_token_it_says_how_to_get_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -32,8 +32,13 @@ async def test_commands_sync_to_the_dev_guild_when_set(fake_discord: FakeDiscord
         assert sorted(c["name"] for c in synced) == COMMANDS
         imagine = next(c for c in synced if c["name"] == "imagine")
         assert [(o["name"], o["type"], o.get("required")) for o in imagine["options"]] == [
-            ("prompt", 3, True)
+            ("prompt", 3, True),
+            ("image", 11, False),  # 11: an attachment
+            ("image2", 11, False),
+            ("image3", 11, False),
         ]
+        blend = next(c for c in synced if c["name"] == "blend")
+        assert [o["name"] for o in blend["options"] if o.get("required")] == ["image1", "image2"]
         admin = {c["name"]: c.get("default_member_permissions") for c in synced}
         assert str(admin["quota"]) == str(admin["config"]) == "32"
         assert admin["imagine"] is None

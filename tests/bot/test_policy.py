@@ -7,6 +7,7 @@ import pytest
 from bot.policy import (
     BannedWord,
     ChannelNotAllowed,
+    FlaggedImages,
     Limits,
     NotJobOwner,
     QuotaExceeded,
@@ -21,6 +22,7 @@ from bot.policy import (
     check_quota,
     day_window,
     find_banned_word,
+    flagged_images_get,
     resolve_limits,
 )
 
@@ -141,3 +143,9 @@ def test_owner_only_buttons() -> None:
     check_button_press(presser_id=1, owner_id=1, owner_only=True)
     with pytest.raises(NotJobOwner, match="<@1>"):
         check_button_press(presser_id=2, owner_id=1, owner_only=True)
+
+
+@pytest.mark.parametrize("rule", list(FlaggedImages))
+def test_flagged_images_follow_the_servers_rule_only_in_age_restricted_channels(rule: FlaggedImages) -> None:
+    assert flagged_images_get(rule, age_restricted=True) is rule
+    assert flagged_images_get(rule, age_restricted=False) is FlaggedImages.BLOCK

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +159,17 @@ def test_recipe_text_records_variation_strength_and_tiling() -> None:
     request = GenerationRequest(prompt="a fox", mode=Mode.VARIATION, strength=0.6, tile=True)
     text = recipe_text(request, make_result([Image.new("RGB", (8, 8))]), 0)
     assert text.endswith("Model: tiny, Denoising strength: 0.6, Tiling: True")
+
+
+def test_recipe_text_says_which_images_the_safety_check_flagged() -> None:
+    request = GenerationRequest(prompt="a fox")
+    images = [Image.new("RGB", (8, 8))] * 4
+    flagged = replace(make_result(images), flagged=(True, False, True, False), checker="red-test")
+    assert recipe_text(request, flagged).endswith('Flagged: "image 1, 3 by red-test"')
+    assert recipe_text(request, flagged, 0).endswith("Flagged: by red-test")
+    assert "Flagged" not in recipe_text(request, flagged, 1)
+    clean = replace(make_result(images), flagged=(False,) * 4, checker="red-test")
+    assert "Flagged" not in recipe_text(request, clean)
 
 
 # --- encoding -------------------------------------------------------------------------------

@@ -148,9 +148,10 @@ async def test_buttons_work_after_a_restart_with_the_picture_gone_from_the_cdn(
 
 
 async def test_blend_makes_a_grid_related_to_both_pictures(
-    fake_discord: FakeDiscord, tmp_path: Path, tiny_backend: Backend
+    fake_discord: FakeDiscord, tmp_path: Path, tiny_backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = fake_discord
+    monkeypatch.setattr("bot.jobs.service.new_seed", lambda: 5)  # /blend takes no --seed; pin the one drawn
     # Two things on one background, as a member would blend a subject into a scene.
     first = _picture("red", "black", "in the top left")
     second = _picture("yellow", "black", "in the bottom right")

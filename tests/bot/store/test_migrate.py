@@ -10,7 +10,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from bot.cli import main as cli_main
@@ -18,7 +18,7 @@ from bot.config import Config
 from bot.store.db import create_engine
 from bot.store.errors import MigrationError
 from bot.store.migrate import current_revision, downgrade, head_revision, main, upgrade
-from bot.store.models import Base
+from bot.store.models import Base, utcnow
 from migrations import MIGRATIONS_DIR
 
 TABLES = {"jobs", "images", "guild_settings", "quota_rules", "usage", "user_settings"}
@@ -75,6 +75,40 @@ async def test_downgrade_to_base_and_up_again(db_url: str) -> None:
     assert up.after == head_revision()
     assert tables_after_up >= TABLES
     assert diff == []
+
+
+async def test_moderation_revision_gives_existing_servers_and_jobs_the_safe_defaults(db_url: str) -> None:
+    await upgrade(db_url, "0001")
+    engine = create_engine(db_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO guild_settings (guild_id, banned_words, allowed_channel_ids, "
+                    "buttons_owner_only, updated_at) VALUES (1, '[]', '[]', :no, :now)"
+                ),
+                {"no": False, "now": utcnow()},
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO jobs (id, kind, user_id, channel_id, prompt, params, seed, seeds, "
+                    "status, attempts, created_at, gpu_seconds) VALUES ('j1', 'imagine', 2, 3, 'a cat', "
+                    "'{}', 7, '[]', 'succeeded', 1, :now, 0.5)"
+                ),
+                {"now": utcnow()},
+            )
+        await upgrade(db_url)
+        async with engine.connect() as connection:
+            rule = (await connection.execute(text("SELECT flagged_images FROM guild_settings"))).scalar_one()
+            flagged = (await connection.execute(text("SELECT flagged FROM jobs"))).scalar_one()
+    finally:
+        await engine.dispose()
+    assert (rule, bool(flagged)) == ("block", False)
+    down = await downgrade(db_url, "0001")
+    assert down.after == "0001"
+    _, diff = await _inspect(db_url)
+    assert {change[2].name for change in diff if change[0] == "remove_column"} == set()
+    assert {change[3].name for change in diff if change[0] == "add_column"} == {"flagged", "flagged_images"}
 
 
 async def test_unknown_revision_is_a_migration_error(db_url: str) -> None:
@@ -148,7 +182,7 @@ def test_migrate_command_creates_the_database_in_the_data_dir(
 
     assert code == 0
     assert (tmp_path / "data" / "imaginebot.db").is_file()
-    assert "migrated from base (empty) to 0001" in capsys.readouterr().out
+    assert f"migrated from base (empty) to {head_revision()}" in capsys.readouterr().out
 
 
 def test_migrate_command_explains_a_bad_url(capsys: pytest.CaptureFixture[str]) -> None:
@@ -175,7 +209,7 @@ def test_imaginebot_migrate_reads_database_url(
     out = capsys.readouterr().out
     assert (first, second) == (0, 0)
     assert target.is_file()
-    assert "migrated from base (empty) to 0001" in out
+    assert f"migrated from base (empty) to {head_revision()}" in out
     assert "nothing to do" in out
 
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from bot.policy import QuotaScope
+from bot.policy import FlaggedImages, QuotaScope
 from bot.store import (
     Database,
     Image,
@@ -20,6 +20,7 @@ from bot.store import (
     UsageEntry,
 )
 from bot.store import queries as q
+from bot.store.errors import StaleAttempt
 from bot.store.queries import UNSET, ImageRecord
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -131,6 +132,75 @@ async def test_failed_and_cancelled_keep_their_reason(db: Database) -> None:
     assert (f.status, f.error, f.finished_at) == (JobStatus.FAILED, "Out of memory; try a smaller --ar.", T0)
     assert (c.status, c.finished_at) == (JobStatus.CANCELLED, T0)
     assert ledger == 0
+
+
+async def test_a_moderated_job_keeps_no_images_but_its_gpu_time_counts(db: Database) -> None:
+    job_id = await _new(db)
+    reason = "The safety check flagged what this job made, and this server blocks flagged images."
+    async with db.session() as session:
+        await q.mark_running(session, job_id, now=T0)
+        await q.mark_moderated(session, job_id, reason, gpu_seconds=2.0, now=T0 + timedelta(seconds=2))
+    async with db.session() as session:
+        job = await q.get_job(session, job_id)
+        usage = (await session.scalars(select(UsageEntry))).all()
+        with pytest.raises(JobStateError, match="moderated"):
+            await q.mark_succeeded(session, job_id, images=GRID, seeds=[1, 2, 3, 4], gpu_seconds=1.0)
+
+    assert job is not None
+    assert (job.status, job.error, job.flagged) == (JobStatus.MODERATED, reason, True)
+    assert job.status.finished
+    assert (job.images, job.grid_path, job.seeds) == ([], None, [])
+    assert (job.started_at, job.finished_at, job.gpu_seconds) == (T0, T0 + timedelta(seconds=2), 2.0)
+    assert [(u.job_id, u.gpu_seconds, u.jobs) for u in usage] == [(job_id, 2.0, 1)]
+
+
+async def test_a_job_moderated_before_it_ran_counts_nothing(db: Database) -> None:
+    job_id = await _new(db)
+    async with db.session() as session:
+        await q.mark_moderated(session, job_id, "Your picture was flagged.", now=T0)
+    async with db.session() as session:
+        job = await q.get_job(session, job_id)
+        ledger = (await session.execute(select(func.count()).select_from(UsageEntry))).scalar_one()
+
+    assert job is not None
+    assert (job.status, job.started_at, job.finished_at, job.gpu_seconds) == (
+        JobStatus.MODERATED,
+        None,
+        T0,
+        0.0,
+    )
+    assert ledger == 0
+
+
+async def test_moderation_news_of_an_older_run_is_refused(db: Database) -> None:
+    job_id = await _new(db)
+    async with db.session() as session:
+        await q.mark_running(session, job_id, attempt=2)
+    async with db.session() as session:
+        with pytest.raises(StaleAttempt):
+            await q.mark_moderated(session, job_id, "flagged", gpu_seconds=1.0, attempt=1)
+    async with db.session() as session:
+        job = await q.get_job(session, job_id)
+    assert job is not None
+    assert (job.status, job.flagged) == (JobStatus.RUNNING, False)
+
+
+async def test_a_flagged_job_that_was_posted_says_so(db: Database) -> None:
+    plain, flagged = await _new(db), await _new(db)
+    await _succeed(db, plain)
+    async with db.session() as session:
+        await q.mark_succeeded(
+            session,
+            flagged,
+            images=GRID,
+            seeds=[1, 2, 3, 4],
+            gpu_seconds=1.0,
+            grid_path="g.png",
+            flagged=True,
+        )
+    async with db.session() as session:
+        jobs = [await q.get_job(session, job_id) for job_id in (plain, flagged)]
+    assert [job.flagged for job in jobs if job is not None] == [False, True]
 
 
 async def test_message_id_and_parent_cell(db: Database) -> None:
@@ -304,6 +374,19 @@ async def test_guild_rules_default_then_update_field_by_field(db: Database) -> N
         True,
     )
     assert other.banned_words == []
+    assert (default.flagged_images, stored.flagged_images) == (FlaggedImages.BLOCK, FlaggedImages.BLOCK)
+
+
+async def test_what_flagged_images_get_is_a_server_rule(db: Database) -> None:
+    async with db.session() as session:
+        await q.update_guild_rules(session, 10, banned_words=["gore"])
+    async with db.session() as session:
+        await q.update_guild_rules(session, 10, flagged_images=FlaggedImages.SPOILER)
+    async with db.session() as session:
+        stored = await q.get_guild_rules(session, 10)
+        other = await q.get_guild_rules(session, 11)
+    assert (stored.flagged_images, stored.banned_words) == (FlaggedImages.SPOILER, ["gore"])
+    assert other.flagged_images is FlaggedImages.BLOCK
 
 
 async def test_user_preferences_update_and_clear_the_model(db: Database) -> None:

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from PIL import Image
 
-from engine.errors import GenerationError, JobCancelled, JobInterrupted, QueueUnavailable
+from engine.errors import GenerationError, ImageFlagged, JobCancelled, JobInterrupted, QueueUnavailable
 from engine.queue import (
     JobFinished,
     JobHandle,
@@ -30,6 +31,7 @@ from engine.queue import (
 from engine.simulated import SimulatedBackend
 from engine.types import GenerationRequest, Mode
 from tests.engine.queue.conftest import HANG_GUARD_S, request, wait_for
+from tests.safety_checkers import flag_red
 
 LEASE_S = 1.0
 
@@ -200,6 +202,27 @@ async def test_a_job_whose_source_image_is_gone_fails_with_a_reason_and_the_work
     assert isinstance(failed, GenerationError)
     assert "source image cannot be read" in str(failed)
     assert getattr(await outcome(await queue.submit("alice", request("next"))), "seeds", None) == (0, 1, 2, 3)
+
+
+async def test_the_safety_checks_verdicts_cross_redis(cluster: Cluster, tmp_path: Path) -> None:
+    await cluster.worker("w1", SimulatedBackend(seconds=0.01, steps=1, name="sim", safety_checker=flag_red()))
+    queue = cluster.queue()
+    await queue.start()
+    # Seeds 2-5 paint reds 134, 201, 12, 79: cells 1 and 2 are over the test checker's 128.
+    result = await outcome(await queue.submit("alice", request("a fox", seed=2)))
+    assert getattr(result, "flagged", None) == (True, True, False, False)
+    assert getattr(result, "checker", None) == "red-test"
+
+    red = tmp_path / "red.png"
+    Image.new("RGB", (64, 64), (250, 0, 0)).save(red)
+    start = replace(request("from a picture"), mode=Mode.IMAGE, init_image=red, sources=("0" * 64,))
+    failed = await outcome(await queue.submit("alice", start))
+    assert isinstance(failed, ImageFlagged)
+    assert (
+        str(failed) == "Your picture was flagged by this server's safety check, so nothing was made from it."
+    )
+    allowed = await outcome(await queue.submit("alice", replace(start, allow_flagged_input=True)))
+    assert len(getattr(allowed, "flagged", ())) == 4
 
 
 # --- cancel ----------------------------------------------------------------------------------------
