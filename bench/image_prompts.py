@@ -30,7 +30,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from bench._lag import LagMeter
-from bot.fetch import FetchError, ImageFetcher
+from bot.fetch import FetchError, ImageFetcher, off_loop
 from bot.jobs.sources import keep_sources, start_image
 from engine.backends import load_backend
 from engine.backends.diffusion import DiffusersBackend
@@ -147,9 +147,9 @@ async def bot_part(args: argparse.Namespace, folder: Path) -> None:
         began = time.perf_counter()
         (one,) = await fetcher.fetch_all(urls[:1])
         fetched_s = time.perf_counter() - began
-        kept = await asyncio.to_thread(keep_sources, folder, [one])
+        kept = await off_loop(keep_sources, folder, [one])
         start_s = time.perf_counter()
-        await asyncio.to_thread(start_image, folder, [one.sha256], kept, (16, 9))
+        await off_loop(start_image, folder, [one.sha256], kept, (16, 9))
         made_s = time.perf_counter() - start_s
         size_kib = len(one.data) / 1024
         print(f"bot: one {args.side}x{args.side} JPEG ({size_kib:.0f} KiB) from a server in another process")
@@ -163,7 +163,7 @@ async def bot_part(args: argparse.Namespace, folder: Path) -> None:
             with LagMeter() as busy:
                 began = time.perf_counter()
                 fetched = await fetcher.fetch_all([f"{url}?round={attempt}" for url in urls])
-                kept = await asyncio.to_thread(keep_sources, folder / f"round{attempt}", fetched)
+                kept = await off_loop(keep_sources, folder / f"round{attempt}", fetched)
                 took = time.perf_counter() - began
             print(
                 f"  round {attempt}: {len(fetched)} pictures at once (fetch, decode, keep) in {took:.2f} s; "

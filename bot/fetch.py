@@ -10,17 +10,19 @@ Every refusal is a `FetchError` whose message is one sentence the member can act
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import io
 import ipaddress
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass
 from http import HTTPStatus
 from types import TracebackType
-from typing import Self
+from typing import ParamSpec, Self, TypeVar
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -37,8 +39,11 @@ __all__ = [
     "ImageFetcher",
     "decode_image",
     "is_public_address",
+    "off_loop",
 ]
 
+P = ParamSpec("P")
+T = TypeVar("T")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolve = Callable[[str, int], Awaitable[list[str]]]
 
@@ -52,6 +57,21 @@ _FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP")
 _FORMAT_NAMES = "PNG, JPEG, GIF, WebP or BMP"
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _NAME_LENGTH = 60
+
+
+_PICTURE_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imaginebot-pictures")
+
+
+async def off_loop(work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run Pillow work on members' pictures (decode, keep, fit) on one thread of its own, in turn.
+
+    Off the event loop, and one at a time: twenty pictures decoded on the default pool's threads at
+    once kept taking the GIL from the loop (ticks 25 ms late, bench/image_prompts.py); one thread
+    takes as long in all, since two cores are busy either way.
+    """
+    return await asyncio.get_running_loop().run_in_executor(
+        _PICTURE_THREAD, functools.partial(work, *args, **kwargs)
+    )
 
 
 class FetchError(BotError):
@@ -334,7 +354,7 @@ class ImageFetcher:
                 f"I couldn't download `{name}`: the connection failed; try again, or attach the image."
             ) from None
         # Decoding a large image takes long enough to stall every other member's command.
-        return await asyncio.to_thread(self._finish, url, data, name)
+        return await off_loop(self._finish, url, data, name)
 
     def _finish(self, url: str, data: bytes, name: str) -> FetchedImage:
         image = decode_image(data, max_pixels=self._max_pixels, name=name)

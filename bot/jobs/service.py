@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config
 from bot.errors import BotError, UnknownJob, user_message
-from bot.fetch import ImageFetcher
+from bot.fetch import ImageFetcher, off_loop
 from bot.jobs._admission import UNLIMITED, admit, member_limits
 from bot.jobs._follower import JobFollower
 from bot.jobs.conversions import new_seed, params_to_request, request_to_params, to_generation_request
@@ -206,7 +206,7 @@ class JobService:
                 planned.append((str(r), replace(request, allow_flagged_input=allow_flagged), None))
                 continue
             shas = [pictures[url][0] for url in r.image_prompts]
-            start = await asyncio.to_thread(
+            start = await off_loop(
                 start_image,
                 self.config.data_dir,
                 shas,
@@ -227,13 +227,13 @@ class JobService:
         found: dict[str, tuple[str, Image.Image]] = {}
         on_disk = [url for url in wanted if url in known]
         if on_disk:
-            loaded = await asyncio.to_thread(load_sources, self.config.data_dir, [known[u] for u in on_disk])
+            loaded = await off_loop(load_sources, self.config.data_dir, [known[u] for u in on_disk])
             if loaded is not None:
                 found = {url: (known[url], loaded[known[url]]) for url in on_disk}
         missing = [url for url in wanted if url not in found]
         if missing:
             fetched = await self.fetcher.fetch_all(missing)
-            kept = await asyncio.to_thread(keep_sources, self.config.data_dir, fetched)
+            kept = await off_loop(keep_sources, self.config.data_dir, fetched)
             found |= {picture.url: (picture.sha256, kept[picture.sha256]) for picture in fetched}
         return found
 
