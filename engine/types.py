@@ -17,6 +17,8 @@ from PIL import Image
 __all__ = [
     "GRID_SIZE",
     "SAMPLERS",
+    "UPSCALE_CREATIVE",
+    "UPSCALE_SUBTLE",
     "VARY_STRONG",
     "VARY_SUBTLE",
     "GenerationRequest",
@@ -38,6 +40,10 @@ VARY_STRONG = 0.6
 """Image-to-image strength of V1–V4 and Vary (Strong): a new take that keeps the cell's layout and palette."""
 VARY_SUBTLE = 0.35
 """Image-to-image strength of Vary (Subtle): the same picture with small changes."""
+UPSCALE_SUBTLE = 0.15
+"""Strength of Upscale (Subtle)'s diffusion pass over the 2x resampled image: the least change."""
+UPSCALE_CREATIVE = 0.5
+"""Strength of Upscale (Creative)'s pass: adds detail, keeps the composition."""
 
 
 class Mode(enum.StrEnum):
@@ -45,6 +51,7 @@ class Mode(enum.StrEnum):
     VARIATION = "variation"  # image-to-image from one cell, `strength` says how far to move
     UPSCALE = "upscale"  # one image at 2x, keeping its composition
     IMAGE = "image"  # a fresh grid that starts from the member's picture(s), `image_weight` says how much
+    EDIT = "edit"  # four fills of new or chosen area around/in `init_image`, as `edit` says (inpainting)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +81,17 @@ class GenerationRequest:
     sources: tuple[str, ...] = ()
     """SHA-256 (hex) of each picture an IMAGE job starts from, for the recipe."""
     strength: float = 0.0
-    """How far VARIATION moves from `init_image` (0..1)."""
+    """How far VARIATION moves from `init_image` (0..1); for UPSCALE, the diffusion pass's strength
+    (0 = the backend's default, `UPSCALE_SUBTLE`, `UPSCALE_CREATIVE`)."""
+    edit: str = ""
+    """What an EDIT job paints, relative to `init_image`: `zoom F` (F in (1, 2]: the image shrinks by F
+    into the middle of a canvas of its own size), `pan left|right|up|down` (the canvas grows by half
+    the image's side that way), `square` (the short side grows to match, evenly on both ends), or
+    `region C C …` (cells 1–9 of a 3x3 grid over the image, row by row from the top left)."""
+    max_side: int | None = None
+    """The longest side an EDIT or UPSCALE result may have (`IMAGINE_MAX_SIDE`); None = no cap."""
+    parent: str = ""
+    """`<job id>#<cell>` of the image an EDIT, VARIATION or UPSCALE starts from, for the recipe."""
     model: str | None = None
     """A model alias from settings; None = the default model."""
     stylize: int = 100
