@@ -48,3 +48,17 @@ class LagMeter:
     @property
     def max_ms(self) -> float:
         return self.stats().max_ms
+
+
+async def _measure(seconds: float) -> LagMeter:
+    with LagMeter() as lag:
+        await asyncio.sleep(seconds)
+    return lag
+
+
+if __name__ == "__main__":
+    # `python -m bench._lag SECONDS`: an idle loop's lag over that long, for a benchmark to run beside
+    # what it measures (the machine's own share of a lag figure).
+    import sys
+
+    print(asyncio.run(_measure(float(sys.argv[1]))).summary(), flush=True)
