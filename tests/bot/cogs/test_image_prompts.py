@@ -18,7 +18,9 @@ from sqlalchemy import func, select
 from bot.store.models import Job
 from engine.backend import Backend
 from engine.images import crop_cell, read_recipe
+from engine.simulated import SimulatedBackend
 from engine.tiny.data import Scene, Shape, draw
+from engine.types import Mode
 from fakediscord import Attachment, FakeDiscord, InteractionRecord, MessageRecord
 from tests.bot.discord_fixtures import BotWorld, custom_id, make_config, started_bot
 
@@ -221,3 +223,32 @@ async def test_a_bad_picture_is_refused_privately_and_nothing_is_queued(
         assert notice.ephemeral
         assert await _jobs(world) == 0
         assert not [m for m in fake.messages_in(fake.channel) if m.attachments]
+
+
+async def test_a_remix_that_keeps_the_link_fetches_nothing(fake_discord: FakeDiscord, tmp_path: Path) -> None:
+    fake, user = fake_discord, fake_discord.member
+    upload = fake.upload(_png(_picture()), "circle.png")
+    backend = SimulatedBackend(seconds=0.05)
+    async with started_bot(fake, _config(tmp_path, fake, model="simulated"), backend) as world:
+        started = await fake.slash("imagine", {"prompt": "a barn --ar 3:2", "image": upload}, user=user)
+        grid = await _grid_of(world, started, wait_s=15)
+        fake.cdn_remove(upload)  # the link is dead from here on
+
+        panel = await (await fake.slash("settings", user=user)).wait_original()
+        await (await fake.click(panel, "ibset:remix:on", user=user)).response(timeout=3)
+        opened = await fake.click(grid, custom_id(grid, "V2"), user=user)
+        await opened.response(timeout=3)
+        assert opened.modal is not None
+        field = opened.modal["components"][0]["components"][0]
+        link = field["value"].split()[0]
+        assert link.startswith(upload.url(fake.url).split("?")[0])  # the prompt keeps its picture's link
+        submitted = await fake.submit_modal(
+            opened, values={field["custom_id"]: f"{link} a red barn --ar 3:2"}
+        )
+        await submitted.response(timeout=3)
+        await fake.wait_for(lambda _: len(backend.calls) == 2, timeout=10, what="the remixed variation")
+        await world.jobs.wait_idle()
+        assert not submitted.followups()  # no refusal
+    remixed = backend.calls[-1]
+    assert (remixed.mode, remixed.prompt) == (Mode.VARIATION, "a red barn")
+    assert len([r for r in fake.cdn.requests if str(upload.id) in r.path]) == 1
