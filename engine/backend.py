@@ -24,6 +24,9 @@ class Backend(Protocol):
     """Turns a request into images, synchronously, on its device."""
 
     name: str
+    edits: bool
+    """Whether it can paint new or chosen areas (`Mode.EDIT`: Zoom Out, Pan, Make Square, Vary (Region));
+    a backend that cannot refuses an edit with `GenerationError` (`engine.edits.CANNOT_PAINT`)."""
 
     @property
     def checker(self) -> str | None:

@@ -3,6 +3,9 @@
 It honours the backend protocol fully: progress every step, cancellation between steps (and
 while waiting), failures on demand, a `gate` that holds every step so a test can decide
 exactly when a job may move on, and the safety check on the start picture and on what comes out.
+An edit comes out at its real canvas size (`engine.edits`), the source kept and the new area one
+flat colour; an upscale names its kind (subtle/creative) and refuses to pass `max_side`, as the
+diffusers backend does.
 """
 
 from __future__ import annotations
@@ -14,9 +17,17 @@ from collections.abc import Callable
 from PIL import Image
 
 from engine.backend import ProgressCallback
+from engine.edits import CANNOT_PAINT, Canvas, canvas_for, composite, parse_edit
 from engine.errors import GenerationError, ImageFlagged, JobCancelled, ModelLoadError
 from engine.safety import SafetyChecker, check_images
-from engine.types import GenerationRequest, GenerationResult, Mode, Progress
+from engine.types import (
+    UPSCALE_CREATIVE,
+    UPSCALE_SUBTLE,
+    GenerationRequest,
+    GenerationResult,
+    Mode,
+    Progress,
+)
 
 __all__ = ["SIMULATED", "SimulatedBackend"]
 
@@ -25,6 +36,8 @@ SIMULATED = "simulated"
 benchmarks of the bot and its workers (`imaginebot worker` runs it like a model)."""
 
 _LONG_EDGE = 64
+_MULTIPLE = 8
+_UPSCALE_NAMES = {UPSCALE_SUBTLE: "upscale (subtle)", UPSCALE_CREATIVE: "upscale (creative)"}
 
 
 class SimulatedBackend:
@@ -40,11 +53,13 @@ class SimulatedBackend:
         fail: Callable[[GenerationRequest], BaseException | None] | None = None,
         gate: threading.Event | None = None,
         safety_checker: SafetyChecker | None = None,
+        edits: bool = True,
     ) -> None:
         """`fail(request)` returns an exception to raise at the first step, or None.
 
         `gate`, when given, must be set for any step to run; clear it to hold every job where it is.
         `safety_checker` looks at an image prompt's start picture and at every image made.
+        `edits=False` makes an engine that cannot paint: an edit fails with `CANNOT_PAINT`.
         """
         if seconds < 0 or steps < 1:
             raise ValueError(f"need seconds >= 0 and steps >= 1; got seconds={seconds}, steps={steps}")
@@ -55,6 +70,7 @@ class SimulatedBackend:
         self._fail = fail
         self.gate = gate
         self._safety = safety_checker
+        self.edits = edits
         self.calls: list[GenerationRequest] = []
         """Requests in the order they started (appended on the device thread)."""
         self.closed = False
@@ -71,6 +87,9 @@ class SimulatedBackend:
         began = time.monotonic()
         if request.mode is Mode.IMAGE:
             self._check_start(request)
+        canvas = self._canvas(request) if request.mode is Mode.EDIT else None
+        width, height = canvas.size if canvas is not None else _size(request.aspect_ratio)
+        extra = self._extra(request, (width, height))
         for step in range(1, self.steps + 1):
             self._wait_for_gate(cancelled)
             if cancelled.is_set():
@@ -85,8 +104,9 @@ class SimulatedBackend:
                 raise JobCancelled(f"Cancelled at step {step} of {self.steps}.")
             preview = Image.new("RGB", (8, 8), _colour(request.seed)) if self.previews else None
             on_progress(Progress(step=step, total=self.steps, preview=preview))
-        width, height = _size(request.aspect_ratio)
         images = tuple(Image.new("RGB", (width, height), _colour(seed)) for seed in request.seeds)
+        if canvas is not None:
+            images = tuple(composite(canvas, image) for image in images)
         return GenerationResult(
             images=images,
             seeds=request.seeds,
@@ -97,6 +117,7 @@ class SimulatedBackend:
             sampler=request.sampler or "euler",
             model=self.name,
             elapsed_s=time.monotonic() - began,
+            extra=extra,
             flagged=check_images(self._safety, images),
             checker=self.checker,
         )
@@ -105,6 +126,33 @@ class SimulatedBackend:
     def checker(self) -> str | None:
         """The name of the safety checker this backend's images go through; None = none."""
         return self._safety.name if self._safety is not None else None
+
+    def _canvas(self, request: GenerationRequest) -> Canvas:
+        if not self.edits:
+            raise GenerationError(CANNOT_PAINT)
+        edit = parse_edit(request.edit)
+        if request.init_image is None:
+            raise GenerationError("This edit needs the image it starts from, and the job names none.")
+        with Image.open(request.init_image) as opened:
+            source = opened.convert("RGB")
+        return canvas_for(source, edit, multiple=_MULTIPLE, max_side=request.max_side)
+
+    @staticmethod
+    def _extra(request: GenerationRequest, size: tuple[int, int]) -> dict[str, str]:
+        """The recipe fields the diffusers backend gives an edit or an upscale (and its parent)."""
+        extra: dict[str, str] = {}
+        if request.mode is Mode.EDIT:
+            extra["mode"] = parse_edit(request.edit).label
+        elif request.mode is Mode.UPSCALE:
+            if request.max_side is not None and max(size) > request.max_side:
+                raise GenerationError(
+                    f"Upscaling would make a {size[0]}×{size[1]} image, larger than the largest side "
+                    f"this server makes ({request.max_side} px)."
+                )
+            extra["mode"] = _UPSCALE_NAMES.get(request.strength, Mode.UPSCALE.value)
+        if extra and request.parent:
+            extra["parent"] = request.parent
+        return extra
 
     def _check_start(self, request: GenerationRequest) -> None:
         if self._safety is None or request.allow_flagged_input:

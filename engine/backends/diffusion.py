@@ -1,9 +1,11 @@
-"""The diffusers backend: text-to-image grids, variations, upscales, previews, cancel and OOM retry.
+"""The diffusers backend: text-to-image grids, variations, upscales, edits, previews, cancel and OOM retry.
 
 One `generate` call is one job. A grid is one batched pipeline call of four images with a list of
 four CPU generators seeded `seed … seed+3`, so any single cell can be reproduced alone. Progress
 and cancellation go through `callback_on_step_end` and the pipeline's interrupt flag. The safety
 check (`engine.safety`) looks at an image prompt's start picture before and at every image after.
+An edit (Zoom Out, Pan, Make Square, Vary (Region)) is the inpainting pipeline over the canvas
+`engine.edits` lays out, four seeds in one batch, each output composited back onto the original.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from engine.backends._mapping import (
 from engine.backends._model import LoadedModel, free_device_memory, load_model
 from engine.backends._preview import LatentPreviewer
 from engine.backends._schedulers import DenoisedTap, sampler_name
+from engine.edits import CANNOT_PAINT, canvas_for, composite, parse_edit
 from engine.errors import GenerationError, ImageFlagged, JobCancelled, OutOfMemoryError
 from engine.safety import (
     MODEL,
@@ -44,7 +47,14 @@ from engine.safety import (
     detach_pipeline_checker,
     load_safety_checker,
 )
-from engine.types import GenerationRequest, GenerationResult, Mode, Progress
+from engine.types import (
+    UPSCALE_CREATIVE,
+    UPSCALE_SUBTLE,
+    GenerationRequest,
+    GenerationResult,
+    Mode,
+    Progress,
+)
 
 __all__ = ["PREVIEW_EVERY", "DiffusersBackend"]
 
@@ -61,6 +71,7 @@ _BATCHED = (
     "negative_pooled_prompt_embeds",
     "generator",
     "image",
+    "mask_image",
 )
 """Pipeline arguments with one entry per image; split row by row when retrying after an OOM."""
 
@@ -76,7 +87,10 @@ class _Job:
     previews: bool = True
     notes: list[str] = field(default_factory=list)
     finish: Callable[[list[Image.Image]], list[Image.Image]] | None = None
-    """Turns the pipeline's outputs into the job's images (the upscale blends its tiles)."""
+    """Turns the pipeline's outputs into the job's images (the upscale blends its tiles, an edit puts
+    the original pixels back)."""
+    extra: dict[str, str] = field(default_factory=dict)
+    """Recipe fields of this job (`GenerationResult.extra`): a `mode` finer than the request's, `strength`."""
 
 
 class _StepCallback:
@@ -146,7 +160,13 @@ def _generators(seeds: tuple[int, ...] | list[int]) -> list[Any]:
     return [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
 
 
-_JOB_NAMES = {Mode.VARIATION: "variation", Mode.UPSCALE: "upscale", Mode.IMAGE: "image prompt"}
+_JOB_NAMES = {
+    Mode.VARIATION: "variation",
+    Mode.UPSCALE: "upscale",
+    Mode.IMAGE: "image prompt",
+    Mode.EDIT: "edit",
+}
+_UPSCALE_NAMES = {UPSCALE_SUBTLE: "upscale (subtle)", UPSCALE_CREATIVE: "upscale (creative)"}
 
 
 def _open_source(path: Path | None, mode: Mode) -> Image.Image:
@@ -163,6 +183,22 @@ def _open_source(path: Path | None, mode: Mode) -> Image.Image:
         ) from exc
 
 
+def _check_max_side(what: str, size: tuple[int, int], max_side: int | None) -> None:
+    if max_side is not None and max(size) > max_side:
+        raise GenerationError(
+            f"{what} would make a {size[0]}×{size[1]} image, larger than the largest side this "
+            f"server makes ({max_side} px)."
+        )
+
+
+def _inpainting(model: LoadedModel) -> Any:
+    """The model's inpainting pipeline, or `GenerationError` saying this model cannot paint."""
+    try:
+        return model.inpaint
+    except (ValueError, KeyError, TypeError) as exc:  # AutoPipeline knows no inpainting twin for it
+        raise GenerationError(f"{CANNOT_PAINT} ({model.model_id}: {exc})") from exc
+
+
 def _check_start(checker: SafetyChecker | None, source: Image.Image) -> None:
     """Refuse to start from a flagged picture (`ImageFlagged`): nothing is made from it."""
     if any(check_images(checker, [source])):
@@ -172,6 +208,9 @@ def _check_start(checker: SafetyChecker | None, source: Image.Image) -> None:
 class DiffusersBackend:
     """A `Backend` running diffusers pipelines; the default model stays loaded, aliases load lazily
     (one model on the device at a time, see `_aliases.ModelSet`)."""
+
+    edits = True
+    """Stable Diffusion and SDXL pipelines all have an inpainting twin (`LoadedModel.inpaint`)."""
 
     def __init__(
         self,
@@ -302,10 +341,13 @@ class DiffusersBackend:
         return _Job(pipe, [call], plan.cfg, request.stop, notes=notes)
 
     def _upscale_job(self, model: LoadedModel, request: GenerationRequest, big: Image.Image) -> _Job:
+        """Image-to-image over the 2x resampled cell, in tiles; `request.strength` (Upscale Subtle or
+        Creative) or else `UPSCALE_STRENGTH` says how much the pass may change."""
         family = model.family
         sides = prompt_sides(request)
         cfg, note = guidance_for(request, family, has_negative=bool(sides.negative))
-        steps = img2img_steps(steps_for(request, family), _upscale.UPSCALE_STRENGTH)
+        strength = request.strength or _upscale.UPSCALE_STRENGTH
+        steps = img2img_steps(steps_for(request, family), strength)
         # Tiles of twice the native side: a 2x upscale of a native-size cell is one pass (a tile the
         # model's own size would redraw the whole prompt in each quarter); bigger images go in tiles.
         overlap = family.native_size // 4
@@ -321,19 +363,53 @@ class DiffusersBackend:
                 {
                     **cond,
                     "image": tiles[start : start + 4],
-                    "strength": _upscale.UPSCALE_STRENGTH,
+                    "strength": strength,
                     "num_inference_steps": steps,
                     "guidance_scale": cfg,
                     "generator": _generators(batch),
                 }
             )
         notes = [note] if note else []
-        notes.append(f"diffusion upscale over {len(tiles)} tile(s) at strength {_upscale.UPSCALE_STRENGTH:g}")
+        notes.append(f"diffusion upscale over {len(tiles)} tile(s) at strength {strength:g}")
 
         def finish(outputs: list[Image.Image]) -> list[Image.Image]:
             return [_upscale.blend_tiles(big.size, boxes, outputs, overlap)]
 
-        return _Job(pipe, calls, cfg, previews=False, notes=notes, finish=finish)
+        extra = {"mode": _UPSCALE_NAMES.get(request.strength, Mode.UPSCALE.value)}
+        return _Job(pipe, calls, cfg, previews=False, notes=notes, finish=finish, extra=extra)
+
+    def _edit_job(self, model: LoadedModel, request: GenerationRequest) -> _Job:
+        """Four inpaintings of the canvas `request.edit` asks for (`engine.edits`), each composited
+        back onto the original so that everything the mask keeps is the source's own pixels."""
+        edit = parse_edit(request.edit)
+        family = model.family
+        source = _open_source(request.init_image, Mode.EDIT)
+        canvas = canvas_for(source, edit, multiple=family.size_multiple, max_side=request.max_side)
+        pipe = _inpainting(model)
+        sides = prompt_sides(request)
+        cfg, note = guidance_for(request, family, has_negative=bool(sides.negative))
+        seeds = request.seeds
+        width, height = canvas.size
+        # Each image gets its own copy of canvas and mask, so that an OOM retry row by row encodes
+        # every image with its own generator, exactly as the batch did.
+        call = {
+            **conditioning_kwargs(pipe, sides, seeds=seeds, chaos=request.chaos, guidance=cfg > 1),
+            "image": [canvas.image] * len(seeds),
+            "mask_image": [canvas.paint_mask(family.size_multiple)] * len(seeds),
+            "width": width,
+            "height": height,
+            "strength": edit.strength,
+            "num_inference_steps": img2img_steps(steps_for(request, family), edit.strength),
+            "guidance_scale": cfg,
+            "generator": _generators(seeds),
+        }
+
+        def finish(outputs: list[Image.Image]) -> list[Image.Image]:
+            return [composite(canvas, painted) for painted in outputs]
+
+        extra = {"mode": edit.label, "strength": f"{edit.strength:g}"}
+        notes = [note] if note else []
+        return _Job(pipe, [call], cfg, request.stop, notes=notes, finish=finish, extra=extra)
 
     # --- running -------------------------------------------------------------------------
 
@@ -410,29 +486,34 @@ class DiffusersBackend:
             started = time.perf_counter()
             model = self._models.get(request.model)
             if request.mode is Mode.UPSCALE:
-                big = _upscale.enlarge(
-                    _open_source(request.init_image, Mode.UPSCALE), multiple=model.family.size_multiple
+                source = _open_source(request.init_image, Mode.UPSCALE)
+                big = _upscale.enlarge(source, multiple=model.family.size_multiple)
+                _check_max_side(
+                    f"Upscaling this {source.width}×{source.height} image", big.size, request.max_side
                 )
                 if not self.diffusion_upscale:
+                    plain = {"notes": "plain resampling (the diffusion pass is off on this server)"}
                     return self._result(
-                        model, request, [big], (request.seed,), 0, 0.0, "lanczos", started, []
+                        model, request, [big], (request.seed,), 0, 0.0, "lanczos", started, plain
                     )
                 job = self._upscale_job(model, request, big)
             elif request.mode is Mode.VARIATION:
                 job = self._variation_job(model, request)
             elif request.mode is Mode.IMAGE:
                 job = self._image_job(model, request)
+            elif request.mode is Mode.EDIT:
+                job = self._edit_job(model, request)
             else:
                 job = self._text_job(model, request)
             images, steps = self._run(model, job, request, on_progress, cancelled)
-            seeds = request.seeds
             if job.finish is not None:
                 images = job.finish(images)
-                seeds = (request.seed,)
+            seeds = request.seeds[: len(images)]  # an upscale's tiles become one image, of the first seed
             order = int(getattr(job.pipe.scheduler, "order", 1))
             ran = math.ceil(steps.iterations / order)
             sampler = sampler_name(job.pipe.scheduler)
-            return self._result(model, request, images, seeds, ran, job.cfg, sampler, started, job.notes)
+            extra = {**job.extra, "notes": "; ".join(job.notes)} if job.notes else job.extra
+            return self._result(model, request, images, seeds, ran, job.cfg, sampler, started, extra)
 
     def _result(
         self,
@@ -444,15 +525,16 @@ class DiffusersBackend:
         cfg: float,
         sampler: str,
         started: float,
-        notes: list[str],
+        job_extra: Mapping[str, str],
     ) -> GenerationResult:
         extra = {"mode": request.mode.value}
         if request.mode is Mode.VARIATION:
             extra["strength"] = f"{request.strength:g}"
         elif request.mode is Mode.IMAGE:
             extra["strength"] = f"{image_strength(request.image_weight):g}"
-        if notes:
-            extra["notes"] = "; ".join(notes)
+        if request.parent:
+            extra["parent"] = request.parent
+        extra.update(job_extra)
         checker = model.safety_checker
         flagged = check_images(checker, images)  # on the device, so within the job's device time
         return GenerationResult(

@@ -256,6 +256,10 @@ def test_half_precision_as_on_a_gpu_runs_every_mode(tmp_path: Path) -> None:
     grid.images[0].save(source := tmp_path / "cell.png")
     assert len(run_job(backend, mode=Mode.VARIATION, init_image=source, strength=0.6, tile=True).images) == 4
     assert run_job(backend, mode=Mode.UPSCALE, init_image=source).images[0].size == (128, 128)
+    assert run_job(backend, mode=Mode.EDIT, init_image=source, edit="pan left", stop=50).images[0].size == (
+        96,
+        64,
+    )
 
 
 def test_a_large_upscale_runs_in_blended_tiles(random_backend: DiffusersBackend, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from diffusers import (
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
+from PIL import Image
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from engine.backends._conditioning import conditioning_kwargs, prompt_sides
@@ -125,3 +126,15 @@ def test_sdxl_variation(sdxl: DiffusersBackend, tmp_path: Path) -> None:
     result = run_job(sdxl, mode=Mode.VARIATION, init_image=source, strength=0.35, steps=None, count=2)
     assert [image.size for image in result.images] == [(64, 64), (64, 64)]
     assert result.steps == 1
+
+
+def test_sdxl_edits_through_its_own_inpainting_pipeline(sdxl: DiffusersBackend, tmp_path: Path) -> None:
+    source = tmp_path / "cell.png"
+    run_job(sdxl, steps=1, count=1).images[0].save(source)
+    result = run_job(sdxl, "a fox", mode=Mode.EDIT, init_image=source, edit="pan right", steps=None, chaos=30)
+    assert type(sdxl.model.inpaint).__name__ == "StableDiffusionXLInpaintPipeline"
+    assert [image.size for image in result.images] == [(96, 64)] * 4
+    assert result.extra["mode"] == "pan right"
+    with Image.open(source) as opened:
+        kept = opened.convert("RGB").crop((0, 0, 56, 64))  # left of the feather
+    assert all(image.crop((0, 0, 56, 64)).tobytes() == kept.tobytes() for image in result.images)

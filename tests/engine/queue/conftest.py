@@ -78,6 +78,7 @@ class IgnoresCancel:
     honour a cancel, and must not wait for it on close."""
 
     name = "stubborn"
+    edits = True
 
     def __init__(self) -> None:
         self.entered = threading.Event()
