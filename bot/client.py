@@ -55,7 +55,9 @@ class ImagineBot(commands.AutoShardedBot):
         self.add_dynamic_items(*DYNAMIC_ITEMS)
         for cog in COGS:
             await self.load_extension(cog)
-        presenter = DiscordPresenter(self, progress_interval_s=self.config.progress_interval_s)
+        presenter = DiscordPresenter(
+            self, progress_interval_s=self.config.progress_interval_s, edits=self.jobs.edits
+        )
         resumed, failed = await self.jobs.start(presenter)
         if resumed or failed:
             log.info("recovery: %d unfinished jobs resumed, %d failed with a notice", resumed, failed)

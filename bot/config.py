@@ -59,6 +59,9 @@ class Config(BaseSettings):
     """auto, cpu, mps, cuda, or one GPU of several: cuda:1."""
     diffusion_upscale: bool = True
     """U buttons run a diffusion image-to-image pass over the enlarged image; off = plain resampling."""
+    max_side: int = Field(default=2048, ge=64, le=16384)
+    """The longest side, in pixels, of what Upscale (Subtle/Creative), Zoom Out, Pan, Make Square and
+    Vary (Region) make; a press that would pass it is refused before it is queued."""
 
     # --- scaling out ------------------------------------------------------------------------
     queue_url: str | None = None

@@ -70,11 +70,14 @@ class DiscordPresenter:
         client: discord.Client,
         *,
         progress_interval_s: float,
+        edits: bool = True,
         retry_delays: tuple[float, ...] = RETRY_DELAYS_S,
     ) -> None:
-        """`progress_interval_s`: the least time between two progress edits of one message."""
+        """`progress_interval_s`: the least time between two progress edits of one message; `edits`:
+        the engine can paint, so upscales get the editing buttons (`JobService.edits`)."""
         self.client = client
         self.progress_interval_s = progress_interval_s
+        self.edits = edits
         self.retry_delays = retry_delays
 
     def _channel(self, card: JobCard) -> discord.PartialMessageable:
@@ -139,7 +142,7 @@ class DiscordPresenter:
                 lambda: {
                     "content": render.result_content(card),
                     "attachments": [render.attachment_file(saved.attachment, spoiler=card.spoiler)],
-                    "view": result_view(card),
+                    "view": result_view(card, edits=self.edits),
                 },
             )
         except _UNSHOWN as exc:

@@ -20,6 +20,7 @@ from bot.store.models import Job, JobKind, JobStatus
 
 __all__ = [
     "ASPECT_PRESETS",
+    "REGION_CELL_NAMES",
     "STYLIZE_PRESETS",
     "attachment_file",
     "cancelled_content",
@@ -31,6 +32,7 @@ __all__ = [
     "only_mention",
     "preview_file",
     "progress_content",
+    "region_picker_content",
     "result_content",
     "safety_check_text",
     "settings_content",
@@ -58,12 +60,30 @@ def _prompt(text: str) -> str:
     return discord.utils.escape_markdown(shown)
 
 
-def _head(card: JobCard) -> str:
-    if card.kind is JobKind.UPSCALE:
-        return f"**{_prompt(card.prompt)}** - Image #{card.parent_index} <@{card.user_id}>"
+_EDIT_HEADS = {"zoom": "Zoom Out", "square": "Make Square", "region": "Vary (Region)"}
+"""What an edit's message calls it, as Midjourney does (a pan names its direction: `Pan Left`)."""
+
+
+def _what(card: JobCard) -> str | None:
+    """How Midjourney names a job made by a button (`Variations (Strong)`, `Zoom Out`); None for a grid."""
     if card.kind is JobKind.VARIATION:
-        how = f"Variations ({card.variation})" if card.variation else "Variations"
-        return f"**{_prompt(card.prompt)}** - {how} by <@{card.user_id}>"
+        return f"Variations ({card.variation})" if card.variation else "Variations"
+    if card.kind is JobKind.UPSCALE and card.upscale:
+        return f"Upscaled ({card.upscale})"
+    if card.edit:
+        operation, *rest = card.edit.split()
+        if operation == "pan" and rest:
+            return f"Pan {rest[0].capitalize()}"
+        return _EDIT_HEADS.get(operation, operation.capitalize())
+    return None
+
+
+def _head(card: JobCard) -> str:
+    if card.kind is JobKind.UPSCALE and not card.upscale:
+        return f"**{_prompt(card.prompt)}** - Image #{card.parent_index} <@{card.user_id}>"
+    what = _what(card)
+    if what is not None:
+        return f"**{_prompt(card.prompt)}** - {what} by <@{card.user_id}>"
     return f"**{_prompt(card.prompt)}** - <@{card.user_id}>"
 
 
@@ -98,6 +118,28 @@ def cancelled_content(card: JobCard) -> str:
 def moderated_content(card: JobCard, reason: str) -> str:
     """The job's message once the safety check withheld its images: no image, and why."""
     return f"{_head(card)} (withheld by this server's moderation: {reason})"[:MAX_CONTENT]
+
+
+REGION_CELL_NAMES = (
+    "Top left",
+    "Top",
+    "Top right",
+    "Left",
+    "Middle",
+    "Right",
+    "Bottom left",
+    "Bottom",
+    "Bottom right",
+)
+"""Vary (Region)'s cells 1–9, a 3x3 grid over the image row by row from the top left."""
+
+
+def region_picker_content() -> str:
+    """Vary (Region)'s private message above its select."""
+    return (
+        "**Vary (Region)**: pick the parts of the image to repaint (a 3x3 grid; several are fine), "
+        "then say what goes there. Everything else stays as it is."
+    )
 
 
 def preview_file(preview: Image.Image) -> discord.File:

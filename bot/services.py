@@ -69,11 +69,11 @@ async def open_services(
     await upgrade(config.database_url)
     async with (
         await Database.connect(config.database_url) as db,
-        _engine(config, backend) as (queue, checker),
+        _engine(config, backend) as (queue, checker, edits),
     ):
         # Remote workers' checks are unknown here: unless the bot's own setting says none, take it they check.
         checked = checker is not None or (config.queue_url is not None and config.safety_checker != "none")
-        jobs = JobService(db=db, queue=queue, config=config, safety_checked=checked)
+        jobs = JobService(db=db, queue=queue, config=config, safety_checked=checked, edits=edits)
         try:
             yield Services(config=config, db=db, queue=queue, jobs=jobs, safety_checker=checker)
         finally:
@@ -82,9 +82,12 @@ async def open_services(
 
 
 @contextlib.asynccontextmanager
-async def _engine(config: Config, backend: Backend | None) -> AsyncIterator[tuple[JobQueue, str | None]]:
-    """The started queue, on remote workers or on a backend in this process, and the name of the
-    backend's safety checker (None for remote workers: the bot runs no model)."""
+async def _engine(
+    config: Config, backend: Backend | None
+) -> AsyncIterator[tuple[JobQueue, str | None, bool]]:
+    """The started queue, on remote workers or on a backend in this process; the name of the
+    backend's safety checker (None for remote workers: the bot runs no model); and whether it can
+    edit images (remote workers run the diffusers backend, which can)."""
     if config.queue_url is not None:
         remote = RemoteQueue(
             config.queue_url,
@@ -96,7 +99,7 @@ async def _engine(config: Config, backend: Backend | None) -> AsyncIterator[tupl
             max_waiting_per_owner=config.max_waiting_per_owner,
         )
         await remote.start()
-        yield remote, None
+        yield remote, None, True
         return
     if backend is None:
         log.info("loading model %s …", config.model)
@@ -108,7 +111,7 @@ async def _engine(config: Config, backend: Backend | None) -> AsyncIterator[tupl
             max_waiting_per_owner=config.max_waiting_per_owner,
         )
         await local.start()
-        yield local, backend.checker
+        yield local, backend.checker, backend.edits
     finally:
         await asyncio.to_thread(backend.close)
 

@@ -1,4 +1,5 @@
-"""Persistent components and the views they make up: the job buttons, the remix modal, the /settings panel.
+"""Persistent components and the views they make up: the job buttons, Vary (Region)'s select, the prompt
+box (remix, Custom Zoom, Vary (Region)), the /settings panel.
 
 Every component's state lives in its `custom_id` (job id and cell, or the setting and its value),
 so components on messages posted before a restart keep working once `setup_hook` registers these
@@ -25,10 +26,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DYNAMIC_ITEMS",
-    "GridButton",
-    "RemixModal",
+    "JobButton",
+    "PromptModal",
+    "RegionSelect",
     "SettingsButton",
     "SettingsSelect",
+    "region_picker",
     "result_view",
     "settings_panel",
 ]
@@ -45,25 +48,43 @@ def _bot(interaction: Interaction) -> ImagineBot:
 
 # --- job buttons ------------------------------------------------------------------------------
 
+_LABELS: dict[ButtonAction, tuple[str | None, str | None]] = {
+    ButtonAction.REROLL: (None, "🔄"),
+    ButtonAction.UPSCALE_SUBTLE: ("Upscale (Subtle)", None),
+    ButtonAction.UPSCALE_CREATIVE: ("Upscale (Creative)", None),
+    ButtonAction.VARY_SUBTLE: ("Vary (Subtle)", "🪄"),
+    ButtonAction.VARY_STRONG: ("Vary (Strong)", "🪄"),
+    ButtonAction.VARY_REGION: ("Vary (Region)", "🖌️"),
+    ButtonAction.ZOOM_OUT_2X: ("Zoom Out 2x", "🔍"),
+    ButtonAction.ZOOM_OUT_1_5X: ("Zoom Out 1.5x", "🔍"),
+    ButtonAction.CUSTOM_ZOOM: ("Custom Zoom", "🔍"),
+    ButtonAction.MAKE_SQUARE: ("Make Square", "↔️"),
+    ButtonAction.PAN_LEFT: (None, "⬅️"),
+    ButtonAction.PAN_RIGHT: (None, "➡️"),
+    ButtonAction.PAN_UP: (None, "⬆️"),
+    ButtonAction.PAN_DOWN: (None, "⬇️"),
+}
+"""(label, emoji) as Midjourney shows them; U1–U4 and V1–V4 are named by their cell."""
+
+_ACTIONS = "|".join(action.value for action in ButtonAction)
+_ZOOM_PREFILL = " --zoom 2"
+"""What Custom Zoom's box adds to the prompt, as Midjourney prefills it."""
+
 
 def _label(action: ButtonAction, cell: int) -> tuple[str | None, str | None]:
-    """(label, emoji) as Midjourney shows them."""
     if action is ButtonAction.UPSCALE:
         return f"U{cell}", None
     if action is ButtonAction.VARIATION:
         return f"V{cell}", None
-    if action is ButtonAction.VARY_STRONG:
-        return "Vary (Strong)", "🪄"
-    if action is ButtonAction.VARY_SUBTLE:
-        return "Vary (Subtle)", "🪄"
-    return None, "🔄"
+    return _LABELS[action]
 
 
-class GridButton(
+class JobButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=rf"ib:(?P<action>u|v|r|vs|vt):(?P<job>{_JOB}):(?P<cell>[0-4])",
+    template=rf"ib:(?P<action>{_ACTIONS}):(?P<job>{_JOB}):(?P<cell>[0-4])",
 ):
-    """U1–U4, V1–V4, 🔄 under a grid; Vary (Strong/Subtle) under an upscale. Each press is a new job."""
+    """A job button: U1–U4, V1–V4, 🔄 under a grid; Upscale (Subtle/Creative), Vary (Subtle/Strong/Region),
+    Zoom Out, Custom Zoom, Make Square and the pans under an upscale. Each press is a new job."""
 
     def __init__(self, action: ButtonAction, job_id: str, cell: int, *, row: int | None = None) -> None:
         label, emoji = _label(action, cell)
@@ -83,75 +104,187 @@ class GridButton(
     @classmethod
     async def from_custom_id(
         cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> GridButton:
+    ) -> JobButton:
         return cls(ButtonAction(match["action"]), match["job"], int(match["cell"]))
 
     async def callback(self, interaction: Interaction) -> None:
         async with reporting(interaction):
-            jobs = _bot(interaction).jobs
-            if self.action.is_variation and await jobs.wants_remix(interaction.user.id):
-                job = await jobs.get(self.job_id)
-                await interaction.response.send_modal(
-                    RemixModal(self.action, self.job_id, self.cell, job.prompt)
+            jobs, who = _bot(interaction).jobs, requester(interaction)
+            action, job_id, cell = self.action, self.job_id, self.cell
+            # What asks the member something first is refused (engine, owner-only, size) before it asks.
+            if action is ButtonAction.VARY_REGION:
+                await jobs.check_press(who, action, job_id, cell)
+                await interaction.response.send_message(
+                    render.region_picker_content(), view=region_picker(job_id, cell), ephemeral=True
                 )
                 return
-            ticket = await jobs.press(requester(interaction), self.action, self.job_id, self.cell)
+            if action is ButtonAction.CUSTOM_ZOOM:
+                prompt = await jobs.check_press(who, action, job_id, cell)
+                await interaction.response.send_modal(
+                    PromptModal(action, job_id, cell, prompt + _ZOOM_PREFILL)
+                )
+                return
+            if action.remixable and await jobs.wants_remix(interaction.user.id):
+                prompt = await jobs.check_press(who, action, job_id, cell)
+                await interaction.response.send_modal(PromptModal(action, job_id, cell, prompt))
+                return
+            ticket = await jobs.press(who, action, job_id, cell)
             await answer_with_jobs(interaction, [ticket])
 
 
-class RemixModal(discord.ui.Modal):
-    """Remix mode: edit the prompt before a variation runs."""
+def _modal_words(action: ButtonAction) -> tuple[str, str]:
+    """(title, field label) of the prompt box a press opens."""
+    if action is ButtonAction.CUSTOM_ZOOM:
+        return "Custom Zoom", "Prompt, and --zoom above 1 and at most 2"
+    if action is ButtonAction.VARY_REGION:
+        return "Vary (Region)", "What goes in the region (blank: the prompt)"
+    if action.is_edit:
+        return "Remix", "Prompt for the new area"
+    return "Remix", "New prompt for the variation"
 
-    prompt: discord.ui.TextInput[RemixModal] = discord.ui.TextInput(
-        label="New prompt for the variation", style=discord.TextStyle.paragraph, max_length=2000
-    )
 
-    def __init__(self, action: ButtonAction, job_id: str, cell: int, current_prompt: str) -> None:
-        super().__init__(title="Remix", custom_id=f"ibremix:{action.value}:{job_id}:{cell}", timeout=900)
+class PromptModal(discord.ui.Modal):
+    """The prompt box a press opens first: remix mode's, Custom Zoom's (with its `--zoom`), and
+    Vary (Region)'s (whose cells, picked in the select before, ride in the custom_id)."""
+
+    def __init__(
+        self,
+        action: ButtonAction,
+        job_id: str,
+        cell: int,
+        current_prompt: str,
+        *,
+        region: Sequence[int] = (),
+    ) -> None:
+        cells = ":" + "".join(str(c) for c in region) if region else ""
+        title, label = _modal_words(action)
+        super().__init__(title=title, custom_id=f"ibremix:{action.value}:{job_id}:{cell}{cells}", timeout=900)
         self.action = action
         self.job_id = job_id
         self.cell = cell
-        self.prompt.default = current_prompt[:2000]
+        self.region = tuple(region)
+        self.prompt: discord.ui.TextInput[PromptModal] = discord.ui.TextInput(
+            label=label,
+            style=discord.TextStyle.paragraph,
+            default=current_prompt[:2000],
+            required=action is not ButtonAction.VARY_REGION,
+            max_length=2000,
+        )
+        self.add_item(self.prompt)
 
     async def on_submit(self, interaction: Interaction, /) -> None:
         async with reporting(interaction):
-            who, text = requester(interaction), self.prompt.value
-            ticket = await interaction.client.jobs.press(
-                who, self.action, self.job_id, self.cell, remix_text=text
+            text: str | None = self.prompt.value
+            if self.action is ButtonAction.VARY_REGION and not (text or "").strip():
+                text = None  # left blank: the job's own prompt
+            ticket = await _bot(interaction).jobs.press(
+                requester(interaction),
+                self.action,
+                self.job_id,
+                self.cell,
+                remix_text=text,
+                region=self.region,
             )
             await answer_with_jobs(interaction, [ticket])
+
+
+class RegionSelect(
+    discord.ui.DynamicItem[discord.ui.Select[Any]],
+    template=rf"ibregion:(?P<job>{_JOB}):(?P<cell>[0-4])",
+):
+    """Vary (Region)'s picker: the cells of a 3x3 grid over the image (several allowed); then the prompt."""
+
+    def __init__(self, job_id: str, cell: int, *, row: int | None = None) -> None:
+        options = [
+            discord.SelectOption(label=name, value=str(number))
+            for number, name in enumerate(render.REGION_CELL_NAMES, start=1)
+        ]
+        super().__init__(
+            discord.ui.Select(
+                custom_id=f"ibregion:{job_id}:{cell}",
+                placeholder="The parts to repaint",
+                min_values=1,
+                max_values=len(options),
+                options=options,
+            ),
+            row=row,
+        )
+        self.job_id = job_id
+        self.cell = cell
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> RegionSelect:
+        return cls(match["job"], int(match["cell"]))
+
+    async def callback(self, interaction: Interaction) -> None:
+        async with reporting(interaction):
+            action = ButtonAction.VARY_REGION
+            cells = sorted({int(value) for value in self.item.values if value.isdigit()})
+            prompt = await _bot(interaction).jobs.check_press(
+                requester(interaction), action, self.job_id, self.cell
+            )
+            await interaction.response.send_modal(
+                PromptModal(action, self.job_id, self.cell, prompt, region=cells)
+            )
+
+
+def region_picker(job_id: str, cell: int) -> discord.ui.View:
+    """Vary (Region)'s select, for the member's eyes only."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(RegionSelect(job_id, cell))
+    view.stop()  # answered by the registered `RegionSelect`, as the job buttons are
+    return view
 
 
 def grid_view(job_id: str) -> discord.ui.View:
     """U1–U4, V1–V4 and 🔄 in Midjourney's layout."""
     view = discord.ui.View(timeout=None)
     for cell in range(1, 5):
-        view.add_item(GridButton(ButtonAction.UPSCALE, job_id, cell, row=0))
-    view.add_item(GridButton(ButtonAction.REROLL, job_id, 0, row=0))
+        view.add_item(JobButton(ButtonAction.UPSCALE, job_id, cell, row=0))
+    view.add_item(JobButton(ButtonAction.REROLL, job_id, 0, row=0))
     for cell in range(1, 5):
-        view.add_item(GridButton(ButtonAction.VARIATION, job_id, cell, row=1))
+        view.add_item(JobButton(ButtonAction.VARIATION, job_id, cell, row=1))
     return view
 
 
-def upscale_view(job_id: str, source_url: str | None) -> discord.ui.View:
-    """Vary (Strong), Vary (Subtle) and a link back to the grid."""
+_UNDER_AN_UPSCALE = (
+    (ButtonAction.UPSCALE_SUBTLE, ButtonAction.UPSCALE_CREATIVE),
+    (ButtonAction.VARY_SUBTLE, ButtonAction.VARY_STRONG, ButtonAction.VARY_REGION),
+    (
+        ButtonAction.ZOOM_OUT_2X,
+        ButtonAction.ZOOM_OUT_1_5X,
+        ButtonAction.CUSTOM_ZOOM,
+        ButtonAction.MAKE_SQUARE,
+    ),
+    (ButtonAction.PAN_LEFT, ButtonAction.PAN_RIGHT, ButtonAction.PAN_UP, ButtonAction.PAN_DOWN),
+)
+"""Midjourney's rows under an upscale; the Web link goes last."""
+
+
+def upscale_view(card: JobCard, *, edits: bool) -> discord.ui.View:
+    """The buttons under an upscale, a link back to the grid last. Without `edits` (an engine that cannot
+    paint) the editing tools are left out; Make Square only shows under an image that is not square."""
     view = discord.ui.View(timeout=None)
-    view.add_item(GridButton(ButtonAction.VARY_STRONG, job_id, 1, row=0))
-    view.add_item(GridButton(ButtonAction.VARY_SUBTLE, job_id, 1, row=0))
-    if source_url:
-        view.add_item(discord.ui.Button(label="Web", emoji="🔗", url=source_url, row=0))
+    square = card.image_size is None or card.image_size[0] == card.image_size[1]
+    for row, actions in enumerate(_UNDER_AN_UPSCALE):
+        for action in actions:
+            if (action.is_edit and not edits) or (action is ButtonAction.MAKE_SQUARE and square):
+                continue
+            view.add_item(JobButton(action, card.job_id, 1, row=row))
+    if card.source_url:
+        view.add_item(discord.ui.Button(label="Web", emoji="🔗", url=card.source_url, row=4))
     return view
 
 
-def result_view(card: JobCard) -> discord.ui.View:
-    """The buttons under a finished job's images.
+def result_view(card: JobCard, *, edits: bool) -> discord.ui.View:
+    """The buttons under a finished job's images; `edits`: the engine can paint (`JobService.edits`).
 
     The view is stopped: it still renders, but discord.py keeps no copy per message in memory; the
     registered `DynamicItem` classes answer the clicks instead.
     """
-    view = (
-        upscale_view(card.job_id, card.source_url) if card.kind is JobKind.UPSCALE else grid_view(card.job_id)
-    )
+    view = upscale_view(card, edits=edits) if card.kind is JobKind.UPSCALE else grid_view(card.job_id)
     view.stop()
     return view
 
@@ -261,5 +394,10 @@ def settings_panel(prefs: UserPreferences, model_aliases: Sequence[str]) -> dict
     return {"content": render.settings_content(remix=remix, defaults=defaults, model=model), "view": view}
 
 
-DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (GridButton, SettingsButton, SettingsSelect)
+DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
+    JobButton,
+    RegionSelect,
+    SettingsButton,
+    SettingsSelect,
+)
 """Register with `bot.add_dynamic_items(*DYNAMIC_ITEMS)`."""

@@ -152,6 +152,7 @@ class JobFollower:
             result.elapsed_s,
             " (flagged; posted as the server's rule says)" if result.any_flagged else "",
         )
+        card = replace(card, image_size=result.images[0].size if result.images else None)
         message_id = await self.presenter.show_result(card, saved)
         if message_id is not None and message_id != card.message_id:
             await self._set_message(card.job_id, message_id)

@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from PIL import Image
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,6 +21,7 @@ from bot.config import Config
 from bot.errors import BotError, UnknownJob, user_message
 from bot.fetch import ImageFetcher, off_loop
 from bot.jobs._admission import UNLIMITED, admit, member_limits
+from bot.jobs._children import Parent, Planned, check_fits, edit_of, plan_child
 from bot.jobs._follower import JobFollower
 from bot.jobs.conversions import new_seed, params_to_request, request_to_params, to_generation_request
 from bot.jobs.sources import keep_sources, load_sources, start_image
@@ -35,56 +35,24 @@ from bot.policy import (
     day_window,
     flagged_images_get,
 )
-from bot.prompt import PromptLimits, parse
+from bot.prompt import PromptLimits, parse, take_zoom
 from bot.store import queries as q
 from bot.store.db import Database
 from bot.store.errors import JobStateError
 from bot.store.models import Job, JobKind, JobStatus, utcnow
+from engine.edits import CANNOT_PAINT
 from engine.errors import QueueError
 from engine.queue import JobHandle, JobQueue
-from engine.types import GRID_SIZE, VARY_STRONG, VARY_SUBTLE, GenerationRequest, Mode
+from engine.types import GenerationRequest, Mode
 
 __all__ = ["JobService", "message_url"]
 
 log = logging.getLogger("bot.jobs")
 
-_STRENGTH = {"Strong": VARY_STRONG, "Subtle": VARY_SUBTLE}
-
 
 def message_url(guild_id: int | None, channel_id: int, message_id: int) -> str:
     """A jump link to a message."""
     return f"https://discord.com/channels/{guild_id or '@me'}/{channel_id}/{message_id}"
-
-
-@dataclass(frozen=True, slots=True)
-class _Planned:
-    """A job about to be stored and queued."""
-
-    kind: JobKind
-    prompt: str
-    request: GenerationRequest
-    parent_id: str | None = None
-    parent_index: int | None = None
-    init: str | None = None
-    """The source image, relative to the data dir."""
-    ui: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Parent:
-    """The job a button was pressed on."""
-
-    job_id: str
-    cell: int
-    prompt: str
-    params: dict[str, Any]
-    seeds: list[int]
-    init: str | None
-    """The pressed cell's image, relative to the data dir."""
-    link: str | None
-    """Its message, for the upscale's link back."""
-    allow_flagged_input: bool = False
-    """Whether the presser's channel and server let a job start from a picture the safety check flags."""
 
 
 def _from_terminal(job: Job) -> bool:
@@ -107,10 +75,12 @@ class JobService:
         config: Config,
         fetcher: ImageFetcher | None = None,
         safety_checked: bool = False,
+        edits: bool = True,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         """`safety_checked`: the engine checks images, so progress previews (which it does not check)
-        are shown only in age-restricted channels."""
+        are shown only in age-restricted channels. `edits`: the engine can edit images (`Mode.EDIT`);
+        without it the editing buttons are refused (and not shown)."""
         self.db = db
         self.queue = queue
         self.config = config
@@ -118,6 +88,8 @@ class JobService:
         """Downloads the pictures of image prompts; closed with the service."""
         self.prompt_limits = PromptLimits.from_config(config)
         self.safety_checked = safety_checked
+        self.edits = edits
+        """The engine paints new or chosen areas (`Mode.EDIT`): Zoom Out, Pan, Make Square, Vary (Region)."""
         self._clock = clock
         self._follower: JobFollower | None = None
         self._following: dict[str, asyncio.Task[None]] = {}
@@ -145,16 +117,32 @@ class JobService:
 
         `images` are links to attached pictures, which go before the prompt's own image links."""
         planned = [
-            _Planned(JobKind.IMAGINE, prompt, request, init=init)
+            Planned(JobKind.IMAGINE, prompt, request, init=init)
             for prompt, request, init in await self._plan(who, text, images=images)
         ]
         return await self._submit(who, text, planned)
 
     async def press(
-        self, who: Requester, action: ButtonAction, job_id: str, cell: int, *, remix_text: str | None = None
+        self,
+        who: Requester,
+        action: ButtonAction,
+        job_id: str,
+        cell: int,
+        *,
+        remix_text: str | None = None,
+        region: Sequence[int] = (),
     ) -> JobTicket:
-        """A U/V/Vary/🔄 button: a new job from `job_id` (cell 1–4; 0 for a re-roll)."""
-        parent = await self._parent(who, action, job_id, cell)
+        """A job button: a new job from `job_id`'s cell (1–4; 0 for a re-roll; an upscale's image is 1).
+
+        `remix_text` is the prompt the member wrote in remix mode, in Vary (Region)'s box, or in Custom
+        Zoom's (with its `--zoom`); `region` the cells (1–9) Vary (Region) repaints."""
+        parent = await self._pressed(who, action, job_id, cell)
+        edit = ""
+        if action is ButtonAction.CUSTOM_ZOOM:
+            remix_text, zoom = take_zoom(remix_text if remix_text is not None else "")
+            edit = edit_of(action, zoom=zoom)
+        elif action.is_edit:
+            edit = edit_of(action, region=region)
         prompt, request = parent.prompt, params_to_request(parent.params, self.config.data_dir)
         request = replace(request, allow_flagged_input=parent.allow_flagged_input)  # the presser's channel
         start = parent.params.get("init") if request.mode is Mode.IMAGE else None
@@ -162,11 +150,33 @@ class JobService:
             # The parent's pictures are on disk: a remix that keeps their links fetches nothing.
             known = self._known_pictures(parent)
             (prompt, request, start), *_ = await self._plan(who, remix_text, known=known)
-        child = self._child(action, parent, prompt, request, start)
+        child = plan_child(
+            action,
+            parent,
+            prompt,
+            request,
+            start,
+            data_dir=self.config.data_dir,
+            max_side=self.config.max_side,
+            edit=edit,
+        )
         (ticket,) = await self._submit(who, remix_text, [child])
         return ticket
 
-    def _known_pictures(self, parent: _Parent) -> dict[str, str]:
+    async def check_press(self, who: Requester, action: ButtonAction, job_id: str, cell: int) -> str:
+        """Refuse now a press that first asks the member something (a modal, Vary (Region)'s select),
+        as `press` would; else return the prompt to offer them."""
+        return (await self._pressed(who, action, job_id, cell)).prompt
+
+    async def _pressed(self, who: Requester, action: ButtonAction, job_id: str, cell: int) -> Parent:
+        """The parent of a press, once the engine, the parent and `IMAGINE_MAX_SIDE` allow it."""
+        if action.is_edit and not self.edits:
+            raise BotError(CANNOT_PAINT)
+        parent = await self._parent(who, action, job_id, cell)
+        check_fits(action, parent.size, self.config.max_side)
+        return parent
+
+    def _known_pictures(self, parent: Parent) -> dict[str, str]:
         """The parent's image links and the SHA-256 of the picture each gave, as its job recorded them."""
         sources = parent.params.get("request", {}).get("sources") or []
         if not sources:
@@ -237,7 +247,7 @@ class JobService:
             found |= {picture.url: (picture.sha256, kept[picture.sha256]) for picture in fetched}
         return found
 
-    async def _parent(self, who: Requester, action: ButtonAction, job_id: str, cell: int) -> _Parent:
+    async def _parent(self, who: Requester, action: ButtonAction, job_id: str, cell: int) -> Parent:
         """Load and check the job a button belongs to (owner-only rule, finished, image on disk)."""
         async with self.db.session(read_only=True) as session:
             job = await q.get_job(session, job_id)
@@ -251,12 +261,17 @@ class JobService:
                 raise BotError("That job's images were withheld by this server's moderation; none were kept.")
             if job.status is not JobStatus.SUCCEEDED:
                 raise BotError("That job has no images yet; wait for it to finish.")
-            if action.is_variation and job.kind is JobKind.UPSCALE and job.parent_id:
-                # Vary an upscale from its grid cell: same composition, at the size the model draws.
-                cell, job = job.parent_index or 1, await q.get_job(session, job.parent_id) or job
-            init = await q.image_path(session, job.id, cell) if cell else None
+            # Vary an upscale (or an upscale of one) from its grid cell: same composition, at the size
+            # the model draws.
+            while action.is_variation and job.kind is JobKind.UPSCALE and job.parent_id:
+                grid = await q.get_job(session, job.parent_id)
+                if grid is None:
+                    break
+                cell, job = job.parent_index or 1, grid
+            image = next((image for image in job.images if image.index == cell), None) if cell else None
+            init = image.path if image is not None else None
             link = message_url(job.guild_id, job.channel_id, job.message_id) if job.message_id else None
-            parent = _Parent(
+            parent = Parent(
                 job.id,
                 cell,
                 job.prompt,
@@ -264,54 +279,14 @@ class JobService:
                 list(job.seeds or []),
                 init,
                 link,
-                _allows_flagged_input(who, rules.flagged_images),
+                size=(image.width, image.height) if image is not None else None,
+                allow_flagged_input=_allows_flagged_input(who, rules.flagged_images),
             )
         if action is not ButtonAction.REROLL and (init is None or not (self.config.data_dir / init).exists()):
             raise BotError("The image for that button is gone from the bot's disk, so I cannot use it.")
         return parent
 
-    def _child(
-        self,
-        action: ButtonAction,
-        parent: _Parent,
-        prompt: str,
-        request: GenerationRequest,
-        start: str | None,
-    ) -> _Planned:
-        """The job a button press makes from the parent's (or the remixed) request; `start` is that
-        request's start image when it is an image prompt."""
-        if action is ButtonAction.REROLL:  # the same job again with a new seed (a variation stays one)
-            init = {Mode.TEXT: None, Mode.IMAGE: start}.get(request.mode, parent.params.get("init"))
-            request = replace(request, seed=new_seed(), init_image=self._source(init))
-            return _Planned(JobKind.REROLL, prompt, request, parent.job_id, init=init)
-        if action is ButtonAction.UPSCALE:
-            cell = parent.cell
-            seed = parent.seeds[cell - 1] if len(parent.seeds) >= cell else request.seed + cell - 1
-            upscale = replace(
-                request,
-                mode=Mode.UPSCALE,
-                count=1,
-                seed=seed,
-                strength=0.0,
-                init_image=self._source(parent.init),
-            )
-            ui = {"source_url": parent.link} if parent.link else {}
-            return _Planned(JobKind.UPSCALE, prompt, upscale, parent.job_id, cell, parent.init, ui)
-        variation = replace(
-            request,
-            mode=Mode.VARIATION,
-            count=GRID_SIZE,
-            seed=new_seed(),
-            strength=_STRENGTH[action.variation],
-            init_image=self._source(parent.init),
-        )
-        ui = {"variation": action.variation}
-        return _Planned(JobKind.VARIATION, prompt, variation, parent.job_id, parent.cell, parent.init, ui)
-
-    def _source(self, init: str | None) -> Path | None:
-        return self.config.data_dir / init if init else None
-
-    async def _submit(self, who: Requester, text: str | None, planned: Sequence[_Planned]) -> list[JobTicket]:
+    async def _submit(self, who: Requester, text: str | None, planned: Sequence[Planned]) -> list[JobTicket]:
         """Check the policy and store the jobs in one transaction, then queue them, all or none."""
         async with self.db.session(urgent=True) as session:
             limits = await admit(session, who, text, len(planned), config=self.config, now=self._clock())
@@ -327,7 +302,7 @@ class JobService:
             log.info("job %s queued: %s by %s", card.job_id, card.kind.value, card.user_id)
         return [self._track(card, handle) for card, handle in zip(cards, handles, strict=True)]
 
-    async def _create(self, session: AsyncSession, who: Requester, job: _Planned) -> Job:
+    async def _create(self, session: AsyncSession, who: Requester, job: Planned) -> Job:
         ui = dict(job.ui or {})
         if who.age_restricted:  # kept with the job, so a result after a restart is judged the same way
             ui["age_restricted"] = True
@@ -452,7 +427,8 @@ class JobService:
             raise BotError(f"Job `{job.id}` was withheld by this server's moderation; it kept no images.")
         if job.status is not JobStatus.SUCCEEDED or not job.grid_path:
             raise BotError(f"Job `{job.id}` is {job.status.value}; only finished jobs have images to show.")
-        card = JobCard.from_job(job)
+        first = next((image for image in job.images if image.index == 1), None)
+        card = replace(JobCard.from_job(job), image_size=(first.width, first.height) if first else None)
         if job.flagged:
             shown = flagged_images_get(rules.flagged_images, age_restricted=who.age_restricted)
             if shown is FlaggedImages.BLOCK:

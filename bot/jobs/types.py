@@ -35,11 +35,25 @@ handles its own failures."""
 
 
 class ButtonAction(enum.StrEnum):
+    """What a job button does; its value is the button's part of the custom_id."""
+
     UPSCALE = "u"
     VARIATION = "v"
     REROLL = "r"
     VARY_STRONG = "vs"
     VARY_SUBTLE = "vt"
+    # Under an upscale: a second, gentler or bolder 2x, and the editing tools (`Mode.EDIT`).
+    UPSCALE_SUBTLE = "us"
+    UPSCALE_CREATIVE = "uc"
+    VARY_REGION = "vr"
+    ZOOM_OUT_2X = "z2"
+    ZOOM_OUT_1_5X = "z15"
+    CUSTOM_ZOOM = "zc"
+    PAN_LEFT = "pl"
+    PAN_RIGHT = "pr"
+    PAN_UP = "pu"
+    PAN_DOWN = "pd"
+    MAKE_SQUARE = "sq"
 
     @property
     def is_variation(self) -> bool:
@@ -48,6 +62,36 @@ class ButtonAction(enum.StrEnum):
     @property
     def variation(self) -> str:
         return "Subtle" if self is ButtonAction.VARY_SUBTLE else "Strong"
+
+    @property
+    def is_edit(self) -> bool:
+        """Paints new or chosen area (inpainting): only an engine that can edit serves it."""
+        return self in _EDITS
+
+    @property
+    def is_second_upscale(self) -> bool:
+        """Upscale (Subtle) or Upscale (Creative): the upscale made 2x again."""
+        return self in (ButtonAction.UPSCALE_SUBTLE, ButtonAction.UPSCALE_CREATIVE)
+
+    @property
+    def remixable(self) -> bool:
+        """Remix mode asks for a new prompt before it runs (Vary (Region) and Custom Zoom always do)."""
+        return self.is_variation or self.is_edit
+
+
+_EDITS = frozenset(
+    {
+        ButtonAction.VARY_REGION,
+        ButtonAction.ZOOM_OUT_2X,
+        ButtonAction.ZOOM_OUT_1_5X,
+        ButtonAction.CUSTOM_ZOOM,
+        ButtonAction.PAN_LEFT,
+        ButtonAction.PAN_RIGHT,
+        ButtonAction.PAN_UP,
+        ButtonAction.PAN_DOWN,
+        ButtonAction.MAKE_SQUARE,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +129,13 @@ class JobCard:
     """`Strong` or `Subtle` for variations, worded as Midjourney does."""
     source_url: str | None = None
     """Link to the grid an upscale came from."""
+    upscale: str | None = None
+    """`Subtle` or `Creative` for Upscale (Subtle/Creative); None for a U button's upscale."""
+    edit: str | None = None
+    """An edit job's `GenerationRequest.edit` (`zoom 2`, `pan left`, `square`, `region 1 5`)."""
+    image_size: tuple[int, int] | None = None
+    """(width, height) of one image of the job (a grid's cell, an upscale's image) once it has run, as
+    the result or `/show` knows it: Make Square is offered only under an upscale that is not square."""
     age_restricted: bool = False
     """Asked for in a channel Discord marks age-restricted (`Requester.age_restricted`)."""
     spoiler: bool = False
@@ -94,6 +145,7 @@ class JobCard:
     @classmethod
     def from_job(cls, job: Job) -> JobCard:
         ui = ui_params(job)
+        edit = (job.params or {}).get("request", {}).get("edit")
         return cls(
             job_id=job.id,
             kind=job.kind,
@@ -105,6 +157,8 @@ class JobCard:
             parent_index=job.parent_index,
             variation=ui.get("variation"),
             source_url=ui.get("source_url"),
+            upscale=ui.get("upscale"),
+            edit=edit or None,
             age_restricted=bool(ui.get("age_restricted", False)),
         )
 

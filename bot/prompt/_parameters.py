@@ -296,6 +296,11 @@ def _spec_for(name: str, flag: str) -> _Spec:
     spec = _BY_NAME.get(name)
     if spec is not None:
         return spec
+    if name == "zoom":
+        raise PromptError(
+            f"`{flag}` only works in the Custom Zoom box, under an upscaled image; remove it here.",
+            parameter=flag,
+        )
     if name in _UNSUPPORTED:
         hint = _UNSUPPORTED[name]
         raise PromptError(

@@ -107,7 +107,16 @@ class JobKind(enum.StrEnum):
     IMAGINE = "imagine"
     VARIATION = "variation"
     UPSCALE = "upscale"
+    """U1–U4 on a grid, and Upscale (Subtle/Creative) on an upscale (its `ui` says which)."""
     REROLL = "reroll"
+    ZOOM = "zoom"
+    """Zoom Out 2x/1.5x and Custom Zoom on an upscale: four fills around the image, shrunk."""
+    PAN = "pan"
+    """⬅️ ➡️ ⬆️ ⬇️ on an upscale: four fills of the canvas grown one way."""
+    SQUARE = "square"
+    """Make Square on an upscale that is not square."""
+    REGION = "region"
+    """Vary (Region) on an upscale: four repaints of the cells the member picked."""
 
 
 class JobStatus(enum.StrEnum):
@@ -146,7 +155,7 @@ class Base(DeclarativeBase):
 
 
 class Job(Base):
-    """One generation: a fresh grid, a variation or upscale of a cell, or a re-roll."""
+    """One generation: a fresh grid, a variation or upscale of a cell, a re-roll, or an edit of an upscale."""
 
     __tablename__ = "jobs"
     __table_args__ = (
@@ -162,7 +171,8 @@ class Job(Base):
     kind: Mapped[JobKind] = mapped_column(_str_enum(JobKind))
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
     parent_index: Mapped[int | None] = mapped_column(SmallInteger)
-    """The parent's cell (1–4) a variation or upscale starts from; NULL for imagine and re-roll."""
+    """The parent's cell (1–4) a variation, upscale or edit starts from (1 for an upscale's own image);
+    NULL for imagine and re-roll."""
 
     user_id: Mapped[int] = mapped_column(BigInteger)
     guild_id: Mapped[int | None] = mapped_column(BigInteger)

@@ -30,7 +30,7 @@ async def test_u_v_vary_and_reroll_each_answer_with_a_new_message(
         grid_job = custom_id(grid, "U1").split(":")[2]
         revisions = len(grid.history)
 
-        # U2: the upscaled cell, mentioning the user, Vary buttons and a link back to the grid.
+        # U2: the upscaled cell, mentioning the user, its tools and a link back to the grid.
         click = await fake.click(grid, custom_id(grid, "U2"), user=user)
         await click.response(timeout=3)
         upscale = await fake.wait_for_message(
@@ -40,8 +40,16 @@ async def test_u_v_vary_and_reroll_each_answer_with_a_new_message(
             ),
             timeout=10,
         )
-        assert upscale.button_labels() == ["Vary (Strong)", "Vary (Subtle)", "Web"]
-        link = upscale.buttons()[2]["url"]
+        labels = upscale.button_labels()
+        assert labels[:5] == [
+            "Upscale (Subtle)",
+            "Upscale (Creative)",
+            "Vary (Subtle)",
+            "Vary (Strong)",
+            "Vary (Region)",
+        ]
+        assert labels[-1] == "Web"
+        link = upscale.buttons()[-1]["url"]
         assert link == f"https://discord.com/channels/{fake.guild.id}/{fake.channel.id}/{grid.id}"
         await world.jobs.wait_idle()
         assert backend.calls[-1].mode is Mode.UPSCALE

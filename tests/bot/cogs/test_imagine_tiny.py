@@ -17,18 +17,24 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def tiny_backend(tmp_path_factory: pytest.TempPathFactory) -> Backend:
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     """`IMAGINE_MODEL=tiny` when its trained weights are in the repo, else the same architecture with
     random weights saved as a local diffusers folder (the bot's path is the same either way)."""
-    from engine.backends import load_backend
     from engine.tiny import MODEL_DIR, build_random_pipeline
 
-    model = "tiny"
-    if not (MODEL_DIR / "model_index.json").exists():
-        folder = tmp_path_factory.mktemp("tiny-random")
-        build_random_pipeline().save_pretrained(folder)
-        model = str(folder)
-    return load_backend(model, device="cpu", diffusion_upscale=False)
+    if (MODEL_DIR / "model_index.json").exists():
+        return "tiny"
+    folder = tmp_path_factory.mktemp("tiny-random")
+    build_random_pipeline().save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture
+def tiny_backend(tiny_model: str) -> Backend:
+    """A backend of its own per test: the bot closes its backend when it stops."""
+    from engine.backends import load_backend
+
+    return load_backend(tiny_model, device="cpu", diffusion_upscale=False)
 
 
 async def test_imagine_upscale_and_vary_with_the_tiny_model(
@@ -60,4 +66,39 @@ async def test_imagine_upscale_and_vary_with_the_tiny_model(
         await fake.wait_for(
             lambda _: len(variation.custom_ids()) == 9, timeout=120, what="the variation grid"
         )
+        await world.jobs.wait_idle()
+
+
+async def test_zoom_out_and_pan_with_the_tiny_model(
+    fake_discord: FakeDiscord, tmp_path: Path, tiny_backend: Backend
+) -> None:
+    fake = fake_discord
+    async with started_bot(fake, make_config(tmp_path, model="tiny"), tiny_backend) as world:
+        grid = await imagine_grid(world, "a red circle on a blue background --steps 3 --seed 5", wait_s=120)
+        press = await fake.click(grid, custom_id(grid, "U1"))
+        await press.response(timeout=3)
+        upscale = await press.wait_original()
+        await fake.wait_for(lambda _: bool(upscale.attachments), timeout=120, what="the upscale")
+        source = Image.open(io.BytesIO(upscale.attachments[0].data)).convert("RGB")
+        assert source.size == (128, 128)
+
+        async def edited(label: str) -> Image.Image:
+            press = await fake.click(upscale, custom_id(upscale, label))
+            await press.response(timeout=3)
+            message = await press.wait_original()
+            await fake.wait_for(lambda _: len(message.custom_ids()) == 9, timeout=180, what=label)
+            return Image.open(io.BytesIO(message.attachments[0].data)).convert("RGB")
+
+        # Zoom Out 2x: four fills on a canvas of the source's own size.
+        zoomed = await edited("Zoom Out 2x")
+        assert zoomed.size == (2 * 128, 2 * 128)
+
+        # ⬅️: the canvas grows by half the source's width on the left; the source keeps the right.
+        panned = await edited("⬅️")
+        assert panned.size == (2 * 192, 2 * 128)
+        cell = panned.crop((0, 0, 192, 128))
+        margin = 16  # past the feather, the source's own pixels are put back untouched
+        kept = np.asarray(cell.crop((64 + margin, 0, 192, 128)), dtype=float)
+        original = np.asarray(source.crop((margin, 0, 128, 128)), dtype=float)
+        assert np.abs(kept - original).mean() < 2
         await world.jobs.wait_idle()
