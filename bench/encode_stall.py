@@ -50,6 +50,8 @@ class SleepBackend:
     """A backend whose device time is a sleep of `period` seconds (the thread holds no GIL meanwhile)."""
 
     name = "sleep"
+    edits = False
+    checker = None
 
     def __init__(self, period: float, images: tuple[Image.Image, ...]) -> None:
         self.period = period
