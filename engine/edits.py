@@ -35,6 +35,7 @@ __all__ = [
     "EditKind",
     "canvas_for",
     "composite",
+    "edited_size",
     "parse_edit",
 ]
 
@@ -200,6 +201,36 @@ def _up(length: int, multiple: int) -> int:
     return max(multiple, -(-length // multiple) * multiple)
 
 
+def edited_size(size: tuple[int, int], edit: Edit, *, multiple: int, max_side: int | None) -> tuple[int, int]:
+    """The size of the canvas `canvas_for` paints for a source of `size`: what the edit's images will
+    measure. Raises `GenerationError` as `canvas_for` would (over `max_side`, nothing to add)."""
+    return _layout(size, edit, multiple, max_side)[0]
+
+
+def _layout(
+    size: tuple[int, int], edit: Edit, multiple: int, max_side: int | None
+) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """(canvas size, the source's size on it, where its top left sits)."""
+    width, height = size
+    if edit.kind is EditKind.REGION:
+        canvas, placed, at = (_up(width, multiple), _up(height, multiple)), size, (0, 0)
+    elif edit.kind is EditKind.ZOOM:
+        canvas = (_up(width, multiple), _up(height, multiple))
+        placed = (max(1, round(width / edit.factor)), max(1, round(height / edit.factor)))
+        at = ((canvas[0] - placed[0]) // 2, (canvas[1] - placed[1]) // 2)
+    elif edit.kind is EditKind.SQUARE:
+        if width == height and width % multiple == 0:
+            raise GenerationError(
+                f"This image is already square ({width}×{height}); Make Square has nothing to add."
+            )
+        side = _up(max(width, height), multiple)
+        canvas, placed, at = (side, side), size, ((side - width) // 2, (side - height) // 2)
+    else:
+        (canvas, at), placed = _pan_size(width, height, edit, multiple, max_side), size
+    _check_side(edit, canvas, max_side)
+    return canvas, placed, at
+
+
 def canvas_for(source: Image.Image, edit: Edit, *, multiple: int, max_side: int | None) -> Canvas:
     """The canvas to paint for `edit` of `source`; sides are multiples of `multiple`, at most `max_side`.
 
@@ -208,28 +239,12 @@ def canvas_for(source: Image.Image, edit: Edit, *, multiple: int, max_side: int 
     grows to the long one, half on each end. Region: the source itself, the chosen cells to repaint.
     """
     source = source.convert("RGB")
-    width, height = source.size
+    size, placed, at = _layout(source.size, edit, multiple, max_side)
     if edit.kind is EditKind.REGION:
-        size = (_up(width, multiple), _up(height, multiple))
-        _check_side(edit, size, max_side)
         return _region_canvas(source, size, edit.cells)
-    if edit.kind is EditKind.ZOOM:
-        size = (_up(width, multiple), _up(height, multiple))
-        inner = (max(1, round(width / edit.factor)), max(1, round(height / edit.factor)))
-        source = source.resize(inner, Image.Resampling.LANCZOS)
-        left, top = (size[0] - inner[0]) // 2, (size[1] - inner[1]) // 2
-    elif edit.kind is EditKind.SQUARE:
-        if width == height and width % multiple == 0:
-            raise GenerationError(
-                f"This image is already square ({width}×{height}); Make Square has nothing to add."
-            )
-        side = _up(max(width, height), multiple)
-        size = (side, side)
-        left, top = (side - width) // 2, (side - height) // 2
-    else:
-        size, (left, top) = _pan_size(width, height, edit, multiple, max_side)
-    _check_side(edit, size, max_side)
-    return _border_canvas(source, size, (left, top))
+    if placed != source.size:
+        source = source.resize(placed, Image.Resampling.LANCZOS)
+    return _border_canvas(source, size, at)
 
 
 def _pan_size(

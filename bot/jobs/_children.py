@@ -18,7 +18,8 @@ from bot.errors import BotError
 from bot.jobs.conversions import new_seed
 from bot.jobs.types import ButtonAction
 from bot.store.models import JobKind
-from engine.edits import REGION_GRID
+from engine.edits import REGION_GRID, edited_size, parse_edit
+from engine.errors import GenerationError
 from engine.types import (
     GRID_SIZE,
     UPSCALE_CREATIVE,
@@ -30,6 +31,7 @@ from engine.types import (
 )
 
 __all__ = [
+    "EDIT_MULTIPLE",
     "REGION_CELLS",
     "Parent",
     "Planned",
@@ -39,6 +41,8 @@ __all__ = [
     "plan_child",
 ]
 
+EDIT_MULTIPLE = 8
+"""The multiple the engine rounds an edit's sides to: 8 px latents in every diffusers family."""
 REGION_CELLS = range(1, REGION_GRID * REGION_GRID + 1)
 """Vary (Region)'s cells: a 3x3 grid over the image, numbered row by row from the top left."""
 
@@ -130,19 +134,22 @@ def edit_of(action: ButtonAction, *, zoom: float | None = None, region: Sequence
 
 
 def output_size(action: ButtonAction, size: tuple[int, int], max_side: int) -> tuple[int, int]:
-    """What a second upscale or an edit of an image of `size` will measure (before the engine rounds
-    it to its model's multiple): 2x; a pan adds half a side, or less where `max_side` stops it (as
-    `engine.edits` does); Make Square grows the short side to the long one."""
+    """What a second upscale or an edit of an image of `size` will measure: 2x, or the canvas the
+    engine paints (`engine.edits.edited_size`: a pan adds half a side, less where `max_side` stops it,
+    and `size` itself when it cannot grow; Make Square grows the short side to the long one)."""
     width, height = size
     if action.is_second_upscale:
         return 2 * width, 2 * height
-    if action in (ButtonAction.PAN_LEFT, ButtonAction.PAN_RIGHT):
-        return max(width, min(width + width // 2, max_side)), height
-    if action in (ButtonAction.PAN_UP, ButtonAction.PAN_DOWN):
-        return width, max(height, min(height + height // 2, max_side))
-    if action is ButtonAction.MAKE_SQUARE:
-        return max(size), max(size)
-    return size
+    spec = _FIXED_EDITS.get(action)
+    if spec is None:  # Custom Zoom and Vary (Region) keep the size
+        return size
+    edit = parse_edit(spec)
+    try:
+        return edited_size(size, edit, multiple=EDIT_MULTIPLE, max_side=max_side)
+    except GenerationError:  # over `max_side`: the size it would have, for the refusal to name
+        if action in _PANS:
+            return size
+        return edited_size(size, edit, multiple=EDIT_MULTIPLE, max_side=None)
 
 
 def check_fits(action: ButtonAction, size: tuple[int, int] | None, max_side: int) -> None:
