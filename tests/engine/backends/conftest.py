@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import torch
 
+from engine.backends import load_backend
 from engine.backends.diffusion import DiffusersBackend
 from engine.tiny import build_random_pipeline
 from engine.types import GenerationRequest, GenerationResult, Progress
@@ -24,6 +25,14 @@ def _one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny() -> DiffusersBackend:
+    """The trained tiny model (`IMAGINE_MODEL=tiny`): for what pictures look like."""
+    backend = load_backend("tiny", device="cpu")
+    assert isinstance(backend, DiffusersBackend)
+    return backend
 
 
 @pytest.fixture(scope="session")

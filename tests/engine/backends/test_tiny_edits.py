@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.backends import load_backend
 from engine.backends._upscale import enlarge
 from engine.backends.diffusion import DiffusersBackend
 from engine.edits import Canvas, canvas_for, parse_edit
@@ -22,13 +21,6 @@ from engine.types import UPSCALE_CREATIVE, UPSCALE_SUBTLE, GenerationResult, Mod
 from tests.engine.backends.conftest import run_job
 
 PROMPT = "two white squares on a green background"
-
-
-@pytest.fixture(scope="module")
-def tiny() -> DiffusersBackend:
-    backend = load_backend("tiny", device="cpu")
-    assert isinstance(backend, DiffusersBackend)
-    return backend
 
 
 @pytest.fixture(scope="module")

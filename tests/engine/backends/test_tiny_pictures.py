@@ -10,20 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.backends import load_backend
 from engine.backends.diffusion import DiffusersBackend
 from engine.tiny.data import Scene, Shape, draw
 from engine.types import VARY_STRONG, VARY_SUBTLE, GenerationResult, Mode
 from tests.engine.backends.conftest import run_job
 
 PROMPT = "a big red circle on a blue background"
-
-
-@pytest.fixture(scope="module")
-def tiny() -> DiffusersBackend:
-    backend = load_backend("tiny", device="cpu")
-    assert isinstance(backend, DiffusersBackend)
-    return backend
 
 
 @pytest.fixture(scope="module")
