@@ -24,8 +24,9 @@ from bot.policy import (
     resolve_limits,
 )
 from bot.store import queries as q
+from bot.store.models import GuildRules
 
-__all__ = ["UNLIMITED", "admit", "member_limits"]
+__all__ = ["UNLIMITED", "admit", "check_server_rules", "member_limits"]
 
 UNLIMITED = 1_000_000
 """The waiting limit where no member limit applies: resumed jobs, and the operator's."""
@@ -42,6 +43,13 @@ def member_limits(rules: list[QuotaRuleSpec], who: Requester, config: Config) ->
     )
 
 
+def check_server_rules(rules: GuildRules, who: Requester, text: str | None) -> None:
+    """Raise `PolicyError` where the server's rules refuse `who`'s prompt `text` (channel, banned words)."""
+    check_channel(who.channel_id, rules.allowed_channel_ids or [])
+    if text is not None:
+        check_banned_words(text, rules.banned_words or [])
+
+
 async def admit(
     session: AsyncSession, who: Requester, text: str | None, new_jobs: int, *, config: Config, now: datetime
 ) -> Limits:
@@ -52,10 +60,7 @@ async def admit(
         return Limits(None, None, UNLIMITED, config.max_running_per_owner, "operator")
     # Held until the caller's transaction ends, after it has stored the jobs admitted here.
     await q.serialize(session, "admission", who.user_id)
-    rules = await q.get_guild_rules(session, who.guild_id)
-    check_channel(who.channel_id, rules.allowed_channel_ids or [])
-    if text is not None:
-        check_banned_words(text, rules.banned_words or [])
+    check_server_rules(await q.get_guild_rules(session, who.guild_id), who, text)
     limits = member_limits(await q.quota_rules(session, who.guild_id), who, config)
     ledger = await q.usage_since(session, who.user_id, day_window(now)[0], guild_id=who.guild_id)
     waiting, running = await q.count_active(session, who.user_id)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config import Config
 from bot.errors import BotError, UnknownJob, user_message
 from bot.fetch import ImageFetcher, off_loop
-from bot.jobs._admission import UNLIMITED, admit, member_limits
+from bot.jobs._admission import UNLIMITED, admit, check_server_rules, member_limits
 from bot.jobs._children import Parent, Planned, check_fits, edit_of, plan_child
 from bot.jobs._follower import JobFollower
 from bot.jobs.conversions import new_seed, params_to_request, request_to_params, to_generation_request
@@ -29,9 +29,7 @@ from bot.jobs.types import OPERATOR, ButtonAction, JobCard, JobTicket, Presenter
 from bot.policy import (
     FlaggedImages,
     Limits,
-    check_banned_words,
     check_button_press,
-    check_channel,
     day_window,
     flagged_images_get,
 )
@@ -204,10 +202,9 @@ class JobService:
         requests = parse(text, limits=self.prompt_limits, defaults=defaults, images=images)
         allow_flagged = _allows_flagged_input(who, rules.flagged_images)
         if any(r.image_prompts for r in requests):
-            # Checked again when the jobs are stored; here so a refused prompt fetches nothing.
-            check_channel(who.channel_id, rules.allowed_channel_ids or [])
-            check_banned_words(text, rules.banned_words or [])
+            check_server_rules(rules, who, text)  # again when the jobs are stored; now, before any fetch
         pictures = await self._pictures([url for r in requests for url in r.image_prompts], known or {})
+        by_sha = dict(pictures.values())
         planned: list[tuple[str, GenerationRequest, str | None]] = []
         for r in requests:
             seed = r.seed if r.seed is not None else new_seed()
@@ -216,13 +213,7 @@ class JobService:
                 planned.append((str(r), replace(request, allow_flagged_input=allow_flagged), None))
                 continue
             shas = [pictures[url][0] for url in r.image_prompts]
-            start = await off_loop(
-                start_image,
-                self.config.data_dir,
-                shas,
-                {sha: image for sha, image in pictures.values()},
-                r.aspect_ratio,
-            )
+            start = await off_loop(start_image, self.config.data_dir, shas, by_sha, r.aspect_ratio)
             init = self.config.data_dir / start.path
             request = to_generation_request(r, seed=seed, init_image=init, sources=start.sources)
             planned.append((str(r), replace(request, allow_flagged_input=allow_flagged), start.path))
