@@ -39,6 +39,7 @@ __all__ = [
     "sampler_label",
     "save_job_images",
     "save_result",
+    "write_atomically",
 ]
 
 DEFAULT_ATTACHMENT_LIMIT = 10 * 1024 * 1024
@@ -293,15 +294,15 @@ def fit_attachment(
     )
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    # Write beside the target and rename, so a reader never sees half a file.
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write beside the target and rename, so a reader never sees half a file."""
     partial = path.with_name(f".{path.name}.partial")
     partial.write_bytes(data)
     os.replace(partial, path)
 
 
 def _save_png(path: Path, image: Image.Image, recipe: str) -> Path:
-    _write_atomically(path, encode_png(image, recipe))
+    write_atomically(path, encode_png(image, recipe))
     return path
 
 
@@ -311,12 +312,12 @@ def _save_attachment(
     """Write the PNG; when it is over the limit also write the lossy copy to post. Returns (png, post)."""
     png_path = directory / f"{stem}.png"
     png = encode_png(image, recipe)
-    _write_atomically(png_path, png)
+    write_atomically(png_path, png)
     if limit_bytes is None or len(png) <= limit_bytes:
         return png_path, png_path
     attachment = fit_attachment(image, recipe, limit_bytes)
     post_path = directory / attachment.filename(stem)
-    _write_atomically(post_path, attachment.data)
+    write_atomically(post_path, attachment.data)
     return png_path, post_path
 
 

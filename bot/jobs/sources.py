@@ -11,7 +11,7 @@ the pictures came from may be gone by then.
 from __future__ import annotations
 
 import hashlib
-import os
+import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from bot.fetch import FetchedImage
+from engine.images import write_atomically
 
 __all__ = [
     "KEPT_SIDE",
@@ -71,13 +72,13 @@ def _blend(pictures: Sequence[Image.Image]) -> Image.Image:
 
 
 def _write_png(path: Path, image: Image.Image) -> None:
-    """Write once, atomically: a file of this name already holds the same picture."""
+    """Write once: a file of this name already holds the same picture."""
     if path.exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    image.save(partial, format="PNG")
-    os.replace(partial, path)
+    data = io.BytesIO()
+    image.save(data, format="PNG")
+    write_atomically(path, data.getvalue())
 
 
 def source_path(data_dir: Path, sha256: str) -> Path:
