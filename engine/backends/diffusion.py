@@ -25,7 +25,7 @@ from PIL import Image, ImageOps
 from engine.backend import ProgressCallback
 from engine.backends import _upscale
 from engine.backends._aliases import ModelSet
-from engine.backends._conditioning import conditioning_kwargs, prompt_sides
+from engine.backends._conditioning import PromptSides, conditioning_kwargs, prompt_sides
 from engine.backends._mapping import (
     guidance_for,
     image_strength,
@@ -169,6 +169,30 @@ _JOB_NAMES = {
 _UPSCALE_NAMES = {UPSCALE_SUBTLE: "upscale (subtle)", UPSCALE_CREATIVE: "upscale (creative)"}
 
 
+def _image_call(
+    pipe: Any,
+    sides: PromptSides,
+    seeds: tuple[int, ...],
+    chaos: int,
+    cfg: float,
+    image: Image.Image | list[Image.Image],
+    strength: float,
+    steps: int,
+    **more: Any,
+) -> dict[str, Any]:
+    """One batched image-to-image (or inpainting) call: the prompt for `seeds`, `image` re-noised to
+    `strength` out of `steps` (`img2img_steps`), plus `more` arguments for the pipeline."""
+    return {
+        **conditioning_kwargs(pipe, sides, seeds=seeds, chaos=chaos, guidance=cfg > 1),
+        "image": image,
+        "strength": strength,
+        "num_inference_steps": img2img_steps(steps, strength),
+        "guidance_scale": cfg,
+        "generator": _generators(seeds),
+        **more,
+    }
+
+
 def _open_source(path: Path | None, mode: Mode) -> Image.Image:
     what = _JOB_NAMES.get(mode, mode.value)
     if path is None:
@@ -294,17 +318,9 @@ class DiffusersBackend:
             source = source.resize(size, Image.Resampling.LANCZOS)
         sides = prompt_sides(request)
         cfg, note = guidance_for(request, model.family, has_negative=bool(sides.negative))
-        steps = img2img_steps(steps_for(request, model.family), request.strength)
-        seeds = request.seeds
         pipe = model.img2img
-        call = {
-            **conditioning_kwargs(pipe, sides, seeds=seeds, chaos=request.chaos, guidance=cfg > 1),
-            "image": source,
-            "strength": request.strength,
-            "num_inference_steps": steps,
-            "guidance_scale": cfg,
-            "generator": _generators(seeds),
-        }
+        steps = steps_for(request, model.family)
+        call = _image_call(pipe, sides, request.seeds, request.chaos, cfg, source, request.strength, steps)
         return _Job(pipe, [call], cfg, request.stop, notes=[note] if note else [])
 
     def _image_job(self, model: LoadedModel, request: GenerationRequest) -> _Job:
@@ -321,16 +337,8 @@ class DiffusersBackend:
         if not request.allow_flagged_input:
             _check_start(model.safety_checker, source)
         strength = image_strength(request.image_weight)
-        seeds = request.seeds
         pipe = model.img2img
-        call = {
-            **conditioning_kwargs(pipe, sides, seeds=seeds, chaos=request.chaos, guidance=plan.cfg > 1),
-            "image": source,
-            "strength": strength,
-            "num_inference_steps": img2img_steps(plan.steps, strength),
-            "guidance_scale": plan.cfg,
-            "generator": _generators(seeds),
-        }
+        call = _image_call(pipe, sides, request.seeds, request.chaos, plan.cfg, source, strength, plan.steps)
         pictures = len(request.sources)
         how = f"blended from {pictures} pictures" if pictures > 1 else "from the picture"
         notes = [
@@ -347,7 +355,7 @@ class DiffusersBackend:
         sides = prompt_sides(request)
         cfg, note = guidance_for(request, family, has_negative=bool(sides.negative))
         strength = request.strength or _upscale.UPSCALE_STRENGTH
-        steps = img2img_steps(steps_for(request, family), strength)
+        steps = steps_for(request, family)
         # Tiles of twice the native side: a 2x upscale of a native-size cell is one pass (a tile the
         # model's own size would redraw the whole prompt in each quarter); bigger images go in tiles.
         overlap = family.native_size // 4
@@ -355,20 +363,10 @@ class DiffusersBackend:
         tiles = [big.crop(box) for box in boxes]
         seeds = [(request.seed + i) % 2**32 for i in range(len(tiles))]
         pipe = model.img2img
-        calls = []
-        for start in range(0, len(tiles), 4):  # at most a grid's worth of tiles per batched call
-            batch = tuple(seeds[start : start + 4])
-            cond = conditioning_kwargs(pipe, sides, seeds=batch, chaos=0, guidance=cfg > 1)
-            calls.append(
-                {
-                    **cond,
-                    "image": tiles[start : start + 4],
-                    "strength": strength,
-                    "num_inference_steps": steps,
-                    "guidance_scale": cfg,
-                    "generator": _generators(batch),
-                }
-            )
+        calls = [  # at most a grid's worth of tiles per batched call
+            _image_call(pipe, sides, tuple(seeds[i : i + 4]), 0, cfg, tiles[i : i + 4], strength, steps)
+            for i in range(0, len(tiles), 4)
+        ]
         notes = [note] if note else []
         notes.append(f"diffusion upscale over {len(tiles)} tile(s) at strength {strength:g}")
 
@@ -392,17 +390,19 @@ class DiffusersBackend:
         width, height = canvas.size
         # Each image gets its own copy of canvas and mask, so that an OOM retry row by row encodes
         # every image with its own generator, exactly as the batch did.
-        call = {
-            **conditioning_kwargs(pipe, sides, seeds=seeds, chaos=request.chaos, guidance=cfg > 1),
-            "image": [canvas.image] * len(seeds),
-            "mask_image": [canvas.paint_mask(family.size_multiple)] * len(seeds),
-            "width": width,
-            "height": height,
-            "strength": edit.strength,
-            "num_inference_steps": img2img_steps(steps_for(request, family), edit.strength),
-            "guidance_scale": cfg,
-            "generator": _generators(seeds),
-        }
+        call = _image_call(
+            pipe,
+            sides,
+            seeds,
+            request.chaos,
+            cfg,
+            [canvas.image] * len(seeds),
+            edit.strength,
+            steps_for(request, family),
+            mask_image=[canvas.paint_mask(family.size_multiple)] * len(seeds),
+            width=width,
+            height=height,
+        )
 
         def finish(outputs: list[Image.Image]) -> list[Image.Image]:
             return [composite(canvas, painted) for painted in outputs]
