@@ -10,13 +10,49 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from engine.types import GenerationRequest, GenerationResult, Progress
 
-__all__ = ["Backend", "ProgressCallback"]
+__all__ = ["PARAMETERS", "Backend", "Capabilities", "Engine", "ProgressCallback"]
 
 ProgressCallback = Callable[[Progress], None]
+
+PARAMETERS = frozenset(
+    {"aspect", "no", "chaos", "stylize", "quality", "stop", "tile", "iw", "seed", "steps", "cfg", "sampler"}
+)
+"""The prompt parameters an engine may honour, by their long names (`--aspect` is `--ar`, `--quality`
+is `--q`, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What an engine can do, known from the model's name without loading it: the bot refuses a
+    parameter the engine can't honour and hides the buttons it can't serve."""
+
+    engine: str
+    """The engine as members see it named in messages: `diffusers`, `OpenAI gpt-image-1`, `GAN gan-tiny`."""
+    honours: frozenset[str] = PARAMETERS
+    """The parameters of `PARAMETERS` it honours; a prompt giving any other is refused, naming the engine."""
+    edits: bool = True
+    """Whether it can paint new or chosen areas (Zoom Out, Pan, Make Square, Vary (Region))."""
+    image_prompts: bool = True
+    """Whether it can start from a member's pictures (image prompts, `/blend`)."""
+
+
+class Engine(Protocol):
+    """A kind of backend, chosen by the scheme of `IMAGINE_MODEL` (`openai:gpt-image-1` → `openai`).
+    Built-in ones and third-party ones (the `imaginebot.backends` entry-point group, name = scheme)
+    are the same kind of object."""
+
+    def capabilities(self, spec: str) -> Capabilities:
+        """What the backend for `spec` (the whole model name) will do; cheap, loads nothing."""
+        ...
+
+    def load(self, spec: str, *, device: str, safety_checker: str) -> Backend:
+        """Load the backend for `spec`; raise `ModelLoadError` with one sentence on how to fix it."""
+        ...
 
 
 @runtime_checkable
