@@ -62,6 +62,8 @@ class Config(BaseSettings):
     max_side: int = Field(default=2048, ge=64, le=16384)
     """The longest side, in pixels, of what Upscale (Subtle/Creative), Zoom Out, Pan, Make Square and
     Vary (Region) make; a press that would pass it is refused before it is queued."""
+    inception_weights: Path | None = None
+    """`imaginebot eval`: the FID Inception-v3 weights file for real FID/IS; None = the shapes network."""
 
     # --- scaling out ------------------------------------------------------------------------
     queue_url: str | None = None
