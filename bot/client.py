@@ -56,7 +56,7 @@ class ImagineBot(commands.AutoShardedBot):
         for cog in COGS:
             await self.load_extension(cog)
         presenter = DiscordPresenter(
-            self, progress_interval_s=self.config.progress_interval_s, edits=self.jobs.edits
+            self, progress_interval_s=self.config.progress_interval_s, capabilities=self.jobs.capabilities
         )
         resumed, failed = await self.jobs.start(presenter)
         if resumed or failed:

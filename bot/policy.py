@@ -5,7 +5,8 @@ Nothing here touches Discord or the database; callers load the rules and usage a
 PolicyError
 ├── BannedWord          the prompt contains a word the guild banned
 ├── ChannelNotAllowed   the bot does not answer in this channel
-├── QuotaExceeded       the user's jobs or GPU time for today are used up
+├── QuotaExceeded       the user's jobs, GPU time or hosted images for today are used up
+├── EngineCannotHonour  the prompt gives a parameter (or a picture) the job's engine cannot honour
 ├── TooManyJobs         the user already has the most waiting or running jobs allowed
 └── NotJobOwner         the guild restricts buttons to the job's owner
 """
@@ -17,10 +18,17 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from engine.backend import Capabilities
+
+if TYPE_CHECKING:
+    from bot.prompt import Request
 
 __all__ = [
     "BannedWord",
     "ChannelNotAllowed",
+    "EngineCannotHonour",
     "FlaggedImages",
     "Limits",
     "NotJobOwner",
@@ -33,11 +41,13 @@ __all__ = [
     "check_banned_words",
     "check_button_press",
     "check_channel",
+    "check_engine_honours",
     "check_job_counts",
     "check_quota",
     "day_window",
     "find_banned_word",
     "flagged_images_get",
+    "given_parameters",
     "resolve_limits",
     "withheld_reason",
 ]
@@ -81,6 +91,15 @@ class TooManyJobs(PolicyError):
         )
 
 
+class EngineCannotHonour(PolicyError):
+    def __init__(self, engine: str, flags: Sequence[str]) -> None:
+        self.engine = engine
+        self.flags = tuple(flags)
+        named = " or ".join(f"`{flag}`" if flag.startswith("--") else flag for flag in self.flags)
+        them = "it" if len(self.flags) == 1 else "them"
+        super().__init__(f"{engine} can't honour {named}; remove {them}.")
+
+
 class NotJobOwner(PolicyError):
     def __init__(self, owner_id: int) -> None:
         self.owner_id = owner_id
@@ -113,6 +132,8 @@ class QuotaRuleSpec:
     gpu_minutes_per_day: float | None = None
     max_waiting: int | None = None
     max_running: int | None = None
+    images_per_day: int | None = None
+    """Images from hosted engines (which cost money per image) per day."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +146,8 @@ class Limits:
     max_running: int
     source: str = "default"
     """Which rule decided, for /info: `default`, `guild`, `role`, `user`."""
+    images_per_day: int | None = None
+    """Images from hosted engines per day."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +157,8 @@ class Usage:
 
     jobs: int = 0
     gpu_seconds: float = 0.0
+    hosted_images: int = 0
+    """Images hosted engines made (or, for jobs not finished yet, may make)."""
 
     @property
     def gpu_minutes(self) -> float:
@@ -178,16 +203,38 @@ def resolve_limits(
 
     if user_rule is not None:
         waiting, running = counts(user_rule)
-        return Limits(user_rule.jobs_per_day, user_rule.gpu_minutes_per_day, waiting, running, "user")
+        return Limits(
+            user_rule.jobs_per_day,
+            user_rule.gpu_minutes_per_day,
+            waiting,
+            running,
+            "user",
+            user_rule.images_per_day,
+        )
     if role_rules:
         jobs = _most_generous(r.jobs_per_day for r in role_rules)
         minutes = _most_generous(r.gpu_minutes_per_day for r in role_rules)
+        images = _most_generous(r.images_per_day for r in role_rules)
         waiting = max(counts(r)[0] for r in role_rules)
         running = max(counts(r)[1] for r in role_rules)
-        return Limits(None if jobs is None else int(jobs), minutes, waiting, running, "role")
+        return Limits(
+            None if jobs is None else int(jobs),
+            minutes,
+            waiting,
+            running,
+            "role",
+            None if images is None else int(images),
+        )
     if guild_rule is not None:
         waiting, running = counts(guild_rule)
-        return Limits(guild_rule.jobs_per_day, guild_rule.gpu_minutes_per_day, waiting, running, "guild")
+        return Limits(
+            guild_rule.jobs_per_day,
+            guild_rule.gpu_minutes_per_day,
+            waiting,
+            running,
+            "guild",
+            guild_rule.images_per_day,
+        )
     return Limits(None, None, default_max_waiting, default_max_running, "default")
 
 
@@ -198,11 +245,20 @@ def day_window(now: datetime) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-def check_quota(limits: Limits, usage: Usage, *, now: datetime, new_jobs: int = 1) -> None:
-    """Raise `QuotaExceeded` if `new_jobs` more jobs would go over today's limits."""
+def check_quota(
+    limits: Limits, usage: Usage, *, now: datetime, new_jobs: int = 1, new_hosted_images: int = 0
+) -> None:
+    """Raise `QuotaExceeded` if `new_jobs` more jobs (making `new_hosted_images` images on hosted
+    engines) would go over today's limits."""
     _, resets_at = day_window(now)
     if limits.jobs_per_day is not None and usage.jobs + new_jobs > limits.jobs_per_day:
         raise QuotaExceeded("jobs", limits.jobs_per_day, resets_at)
+    if (
+        limits.images_per_day is not None
+        and new_hosted_images
+        and usage.hosted_images + new_hosted_images > limits.images_per_day
+    ):
+        raise QuotaExceeded("hosted-engine images", limits.images_per_day, resets_at)
     # GPU time is only known after a job ran, so refuse once the minutes are used up.
     if limits.gpu_minutes_per_day is not None and usage.gpu_seconds >= limits.gpu_minutes_per_day * 60:
         raise QuotaExceeded("GPU minutes", limits.gpu_minutes_per_day, resets_at)
@@ -214,6 +270,55 @@ def check_job_counts(limits: Limits, *, waiting: int, running: int, new_jobs: in
     free_running = max(0, limits.max_running - running)
     if waiting + new_jobs > limits.max_waiting + free_running:
         raise TooManyJobs("waiting", limits.max_waiting)
+
+
+# --- what an engine honours ----------------------------------------------------------------
+
+_FLAGS = {
+    "aspect": "--ar",
+    "no": "--no",
+    "chaos": "--chaos",
+    "stylize": "--stylize",
+    "quality": "--quality",
+    "stop": "--stop",
+    "tile": "--tile",
+    "iw": "--iw",
+    "seed": "--seed",
+    "steps": "--steps",
+    "cfg": "--cfg",
+    "sampler": "--sampler",
+}
+"""`engine.backend.PARAMETERS` → the flag a member writes."""
+
+
+def given_parameters(request: Request) -> list[str]:
+    """The parameters (long names, `engine.backend.PARAMETERS`) a parsed prompt sets away from
+    Midjourney's defaults, by hand or through the member's saved defaults."""
+    given = {
+        "aspect": request.aspect_ratio != (1, 1),
+        "no": bool(request.negative_prompt),
+        "chaos": request.chaos != 0,
+        "stylize": request.stylize != 100,
+        "quality": request.quality != 1.0,
+        "stop": request.stop != 100,
+        "tile": request.tile,
+        "iw": bool(request.image_prompts) and request.image_weight != 1.0,
+        "seed": request.seed is not None,
+        "steps": request.steps is not None,
+        "cfg": request.cfg is not None,
+        "sampler": request.sampler is not None,
+    }
+    return [name for name, set_ in given.items() if set_]
+
+
+def check_engine_honours(request: Request, capabilities: Capabilities) -> None:
+    """Raise `EngineCannotHonour` for the parameters (and pictures) `request` gives that the engine
+    would otherwise ignore: a prompt is never silently half-done."""
+    refused = [_FLAGS[name] for name in given_parameters(request) if name not in capabilities.honours]
+    if request.image_prompts and not capabilities.image_prompts:
+        refused.append("image prompts (links or attachments)")
+    if refused:
+        raise EngineCannotHonour(capabilities.engine, refused)
 
 
 # --- words and places -----------------------------------------------------------------------

@@ -19,6 +19,7 @@ import discord
 from bot import render
 from bot.jobs import JobCard
 from bot.views import result_view
+from engine.backend import Capabilities
 from engine.images import SavedImages
 from engine.types import Progress
 
@@ -70,14 +71,15 @@ class DiscordPresenter:
         client: discord.Client,
         *,
         progress_interval_s: float,
-        edits: bool = True,
+        capabilities: Callable[[str | None], Capabilities] | None = None,
         retry_delays: tuple[float, ...] = RETRY_DELAYS_S,
     ) -> None:
-        """`progress_interval_s`: the least time between two progress edits of one message; `edits`:
-        the engine can paint, so upscales get the editing buttons (`JobService.edits`)."""
+        """`progress_interval_s`: the least time between two progress edits of one message;
+        `capabilities(alias)`: what a job's model can do (`JobService.capabilities`): upscales get the
+        editing buttons where it can paint."""
         self.client = client
         self.progress_interval_s = progress_interval_s
-        self.edits = edits
+        self.capabilities = capabilities or (lambda alias: Capabilities("this engine"))
         self.retry_delays = retry_delays
 
     def _channel(self, card: JobCard) -> discord.PartialMessageable:
@@ -126,12 +128,15 @@ class DiscordPresenter:
     async def show_progress(self, card: JobCard, progress: Progress) -> None:
         if card.message_id is None:
             return
-        percent = min(99, int(progress.fraction * 100))  # 100% is the grid itself
+        if progress.total:
+            content = render.progress_content(card, min(99, int(progress.fraction * 100)))  # 100%: the grid
+        else:  # an engine that can't say how far it is (a hosted API) reports elapsed seconds
+            content = render.elapsed_content(card, progress.step)
         attachments = [render.preview_file(progress.preview)] if progress.preview is not None else []
         try:
             message = self._channel(card).get_partial_message(card.message_id)
             # One try only: a lost progress edit is replaced by the next one anyway.
-            await message.edit(content=render.progress_content(card, percent), attachments=attachments)
+            await message.edit(content=content, attachments=attachments)
         except _UNSHOWN as exc:
             log.warning("job %s: progress edit failed: %s", card.job_id, exc)
 
@@ -142,7 +147,7 @@ class DiscordPresenter:
                 lambda: {
                     "content": render.result_content(card),
                     "attachments": [render.attachment_file(saved.attachment, spoiler=card.spoiler)],
-                    "view": result_view(card, edits=self.edits),
+                    "view": result_view(card, edits=self.capabilities(card.model).edits),
                 },
             )
         except _UNSHOWN as exc:

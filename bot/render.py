@@ -103,6 +103,11 @@ def progress_content(card: JobCard, percent: int) -> str:
     return f"{_head(card)} ({percent}%)"
 
 
+def elapsed_content(card: JobCard, seconds: int) -> str:
+    """Progress of an engine that can't say how far it is: how long it has been at it."""
+    return f"{_head(card)} (working, {seconds} s)"
+
+
 def result_content(card: JobCard) -> str:
     return _head(card)
 
@@ -165,6 +170,9 @@ def info_content(user_id: int, info: UserInfo) -> str:
     minutes_cap = "unlimited" if limits.gpu_minutes_per_day is None else f"{limits.gpu_minutes_per_day:g}"
     lines.append(f"**Jobs today:** {usage.jobs} of {jobs_cap}")
     lines.append(f"**GPU minutes today:** {usage.gpu_seconds / 60:.2f} of {minutes_cap}")
+    if usage.hosted_images or limits.images_per_day is not None:
+        images_cap = "unlimited" if limits.images_per_day is None else str(limits.images_per_day)
+        lines.append(f"**Hosted-engine images today:** {usage.hosted_images} of {images_cap}")
     lines.append(f"**Quota resets:** {_when(info.resets_at)}")
     lines.append(f"**At once:** up to {limits.max_running} running and {limits.max_waiting} waiting")
     lines.append("")

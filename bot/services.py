@@ -18,11 +18,11 @@ from bot.jobs import JobService
 from bot.store.db import Database
 from bot.store.migrate import upgrade
 from bot.store.queries import MAX_ATTEMPTS
-from engine.backend import Backend
+from engine.backend import Backend, Capabilities
 from engine.queue import JobQueue, LocalQueue, RemoteQueue
 from engine.types import GenerationRequest
 
-__all__ = ["Services", "load_engine", "model_of", "open_services", "worker_models"]
+__all__ = ["Services", "capabilities_of", "load_engine", "model_of", "open_services", "worker_models"]
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +69,17 @@ async def open_services(
     await upgrade(config.database_url)
     async with (
         await Database.connect(config.database_url) as db,
-        _engine(config, backend) as (queue, checker, edits),
+        _engine(config, backend) as (queue, checker, default),
     ):
         # Remote workers' checks are unknown here: unless the bot's own setting says none, take it they check.
         checked = checker is not None or (config.queue_url is not None and config.safety_checker != "none")
-        jobs = JobService(db=db, queue=queue, config=config, safety_checked=checked, edits=edits)
+        jobs = JobService(
+            db=db,
+            queue=queue,
+            config=config,
+            safety_checked=checked,
+            capabilities=functools.partial(capabilities_of, config, default),
+        )
         try:
             yield Services(config=config, db=db, queue=queue, jobs=jobs, safety_checker=checker)
         finally:
@@ -81,13 +87,22 @@ async def open_services(
             await jobs.close()
 
 
+def capabilities_of(config: Config, default: Capabilities, alias: str | None) -> Capabilities:
+    """What the model of a job's alias honours: `default` for the default model, else its engine's
+    word by the model's name (nothing is loaded)."""
+    from engine.backends import capabilities
+
+    model = model_of(config, GenerationRequest(prompt="", model=alias))
+    return default if model == config.model else capabilities(model)
+
+
 @contextlib.asynccontextmanager
 async def _engine(
     config: Config, backend: Backend | None
-) -> AsyncIterator[tuple[JobQueue, str | None, bool]]:
+) -> AsyncIterator[tuple[JobQueue, str | None, Capabilities]]:
     """The started queue, on remote workers or on a backend in this process; the name of the
-    backend's safety checker (None for remote workers: the bot runs no model); and whether it can
-    edit images (remote workers run the diffusers backend, which can)."""
+    backend's safety checker (None for remote workers: the bot runs no model); and what the default
+    model honours (asked of its engine by name for remote workers, which may run any engine)."""
     if config.queue_url is not None:
         remote = RemoteQueue(
             config.queue_url,
@@ -98,8 +113,11 @@ async def _engine(
             max_running_per_owner=config.max_running_per_owner,
             max_waiting_per_owner=config.max_waiting_per_owner,
         )
+        from engine.backends import capabilities
+
+        default = capabilities(config.model)  # a bad IMAGINE_MODEL stops the bot here, not a worker
         await remote.start()
-        yield remote, None, True
+        yield remote, None, default
         return
     if backend is None:
         log.info("loading model %s …", config.model)
@@ -111,7 +129,7 @@ async def _engine(
             max_waiting_per_owner=config.max_waiting_per_owner,
         )
         await local.start()
-        yield local, backend.checker, backend.edits
+        yield local, backend.checker, backend.capabilities
     finally:
         await asyncio.to_thread(backend.close)
 

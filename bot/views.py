@@ -279,7 +279,8 @@ def upscale_view(card: JobCard, *, edits: bool) -> discord.ui.View:
 
 
 def result_view(card: JobCard, *, edits: bool) -> discord.ui.View:
-    """The buttons under a finished job's images; `edits`: the engine can paint (`JobService.edits`).
+    """The buttons under a finished job's images; `edits`: the job's engine can paint
+    (`JobService.capabilities`).
 
     The view is stopped: it still renders, but discord.py keeps no copy per message in memory; the
     registered `DynamicItem` classes answer the clicks instead.

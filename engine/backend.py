@@ -39,6 +39,8 @@ class Capabilities:
     """Whether it can paint new or chosen areas (Zoom Out, Pan, Make Square, Vary (Region))."""
     image_prompts: bool = True
     """Whether it can start from a member's pictures (image prompts, `/blend`)."""
+    hosted: bool = False
+    """A paid API makes its images: the ledger counts them apart, and `/quota` can cap them per day."""
 
 
 class Engine(Protocol):
@@ -60,9 +62,13 @@ class Backend(Protocol):
     """Turns a request into images, synchronously, on its device."""
 
     name: str
-    edits: bool
-    """Whether it can paint new or chosen areas (`Mode.EDIT`: Zoom Out, Pan, Make Square, Vary (Region));
-    a backend that cannot refuses an edit with `GenerationError` (`engine.edits.CANNOT_PAINT`)."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What its default model honours and can do, as its engine's `Engine.capabilities` says; a
+        backend that cannot paint (`edits=False`) refuses `Mode.EDIT` with `GenerationError`
+        (`engine.edits.CANNOT_PAINT`)."""
+        ...
 
     @property
     def checker(self) -> str | None:

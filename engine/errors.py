@@ -2,9 +2,11 @@
 
 EngineError
 ├── ModelLoadError        the model could not be loaded (offline, missing folder, bad id)
+│   └── CredentialsRejected  a hosted engine refused the API key at start (401/403)
 ├── GenerationError       a backend failed one job (the worker goes on)
 │   ├── OutOfMemoryError  the device ran out of memory even with smaller batches
-│   └── ImageFlagged      the safety check flagged the picture a job starts from
+│   ├── ImageFlagged      the safety check flagged the picture a job starts from
+│   └── PromptRefused     a hosted engine refused the prompt (content policy), in its own words
 ├── JobCancelled          the job was cancelled before it finished
 │   └── JobInterrupted    the queue shut down first; the job may run again after a restart
 ├── QueueError            the queue refused a job
@@ -16,6 +18,7 @@ EngineError
 from __future__ import annotations
 
 __all__ = [
+    "CredentialsRejected",
     "EngineError",
     "GenerationError",
     "ImageFlagged",
@@ -23,6 +26,7 @@ __all__ = [
     "JobInterrupted",
     "ModelLoadError",
     "OutOfMemoryError",
+    "PromptRefused",
     "QueueClosed",
     "QueueError",
     "QueueFull",
@@ -87,3 +91,16 @@ class QueueClosed(QueueError):
 
 class QueueUnavailable(EngineError):
     """The Redis server of `IMAGINE_QUEUE_URL` cannot be used; the message says why and what to do."""
+
+
+class CredentialsRejected(ModelLoadError):
+    """A hosted engine refused the bot's credentials (401/403) at start: a setting to fix."""
+
+
+class PromptRefused(GenerationError):
+    """A hosted engine refused the prompt under its content policy; `reason` is its own words."""
+
+    def __init__(self, engine: str, reason: str) -> None:
+        self.engine = engine
+        self.reason = reason
+        super().__init__(f"{engine} refused this prompt under its content policy: {reason}")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from PIL import Image
 
-from engine.backend import ProgressCallback
+from engine.backend import Capabilities, ProgressCallback
 from engine.edits import CANNOT_PAINT, Canvas, canvas_for, composite, parse_edit
 from engine.errors import GenerationError, ImageFlagged, JobCancelled, ModelLoadError
 from engine.safety import SafetyChecker, check_images
@@ -29,7 +29,7 @@ from engine.types import (
     Progress,
 )
 
-__all__ = ["SIMULATED", "SimulatedBackend"]
+__all__ = ["ENGINE", "SIMULATED", "SimulatedBackend", "SimulatedEngine"]
 
 SIMULATED = "simulated"
 """`IMAGINE_MODEL=simulated[:seconds=0.2,steps=10,previews=true]`: a stand-in for a GPU, for tests and
@@ -70,7 +70,8 @@ class SimulatedBackend:
         self._fail = fail
         self.gate = gate
         self._safety = safety_checker
-        self.edits = edits
+        self.capabilities = Capabilities(name, edits=edits)
+        """Every parameter honoured; painting only with `edits`."""
         self.calls: list[GenerationRequest] = []
         """Requests in the order they started (appended on the device thread)."""
         self.closed = False
@@ -128,7 +129,7 @@ class SimulatedBackend:
         return self._safety.name if self._safety is not None else None
 
     def _canvas(self, request: GenerationRequest) -> Canvas:
-        if not self.edits:
+        if not self.capabilities.edits:
             raise GenerationError(CANNOT_PAINT)
         edit = parse_edit(request.edit)
         if request.init_image is None:
@@ -200,6 +201,21 @@ class SimulatedBackend:
 
     def close(self) -> None:
         self.closed = True
+
+
+class SimulatedEngine:
+    """The `simulated` scheme of `IMAGINE_MODEL` (`engine.backends`): honours everything, paints."""
+
+    def capabilities(self, spec: str) -> Capabilities:
+        return Capabilities(spec)
+
+    def load(self, spec: str, *, device: str, safety_checker: str) -> SimulatedBackend:
+        from engine.safety import load_safety_checker
+
+        return SimulatedBackend.from_spec(spec, safety_checker=load_safety_checker(safety_checker))
+
+
+ENGINE = SimulatedEngine()
 
 
 def _size(aspect_ratio: tuple[int, int]) -> tuple[int, int]:

@@ -54,6 +54,7 @@ def _rule_line(rule: QuotaRuleSpec) -> str:
         f"GPU min/day {rule.gpu_minutes_per_day if rule.gpu_minutes_per_day is not None else 'unlimited'}",
         f"waiting {rule.max_waiting if rule.max_waiting is not None else 'default'}",
         f"running {rule.max_running if rule.max_running is not None else 'default'}",
+        f"hosted images/day {rule.images_per_day if rule.images_per_day is not None else 'unlimited'}",
     ]
     return f"{who[rule.scope.value]}: " + ", ".join(parts)
 
@@ -103,6 +104,7 @@ class AdminCog(commands.Cog):
         gpu_minutes_per_day="GPU minutes per day (-1 = unlimited)",
         max_waiting="Jobs one member may have waiting (-1 = bot default)",
         max_running="Jobs one member may have running (-1 = bot default)",
+        images_per_day="Images per day from hosted engines, which cost money per image (-1 = unlimited)",
     )
     async def quota_set(
         self,
@@ -112,6 +114,7 @@ class AdminCog(commands.Cog):
         gpu_minutes_per_day: app_commands.Range[float, -1] | None = None,
         max_waiting: app_commands.Range[int, -1] | None = None,
         max_running: app_commands.Range[int, -1, 100] | None = None,
+        images_per_day: app_commands.Range[int, -1] | None = None,
     ) -> None:
         assert interaction.guild_id is not None
         scope, target_id = _scope(target)
@@ -127,6 +130,7 @@ class AdminCog(commands.Cog):
                 gpu_minutes_per_day=_unlimited(gpu_minutes_per_day),
                 max_waiting=_unlimited(max_waiting),
                 max_running=_unlimited(max_running),
+                images_per_day=_unlimited(images_per_day),
             )
             line = _rule_line(rule)
         await interaction.response.send_message(f"Quota set. {line}", ephemeral=True, allowed_mentions=_QUIET)

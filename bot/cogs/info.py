@@ -48,7 +48,7 @@ class InfoCog(commands.Cog):
         await interaction.response.send_message(
             render.result_content(card),
             file=render.attachment_file(path, spoiler=card.spoiler),
-            view=result_view(card, edits=self.bot.jobs.edits),
+            view=result_view(card, edits=self.bot.jobs.capabilities(card.model).edits),
             allowed_mentions=_QUIET,
         )
 

@@ -25,6 +25,7 @@ from bot.policy import (
 )
 from bot.store import queries as q
 from bot.store.models import GuildRules
+from engine.types import GRID_SIZE
 
 __all__ = ["UNLIMITED", "admit", "check_server_rules", "member_limits"]
 
@@ -51,9 +52,17 @@ def check_server_rules(rules: GuildRules, who: Requester, text: str | None) -> N
 
 
 async def admit(
-    session: AsyncSession, who: Requester, text: str | None, new_jobs: int, *, config: Config, now: datetime
+    session: AsyncSession,
+    who: Requester,
+    text: str | None,
+    new_jobs: int,
+    *,
+    config: Config,
+    now: datetime,
+    new_hosted_images: int = 0,
 ) -> Limits:
-    """Raise `PolicyError` if `who` may not start `new_jobs` more jobs (prompt `text`); else their limits.
+    """Raise `PolicyError` if `who` may not start `new_jobs` more jobs (prompt `text`, making
+    `new_hosted_images` images on hosted engines); else their limits.
 
     Store the jobs in `session`'s transaction: later admissions of the same member wait until it ends."""
     if who.operator:
@@ -65,7 +74,13 @@ async def admit(
     ledger = await q.usage_since(session, who.user_id, day_window(now)[0], guild_id=who.guild_id)
     waiting, running = await q.count_active(session, who.user_id)
     # Jobs still waiting or running will count too once they finish.
-    usage = Usage(jobs=ledger.jobs + waiting + running, gpu_seconds=ledger.gpu_seconds)
-    check_quota(limits, usage, now=now, new_jobs=new_jobs)
+    # Jobs still waiting or running will count too once they finish; for hosted images each is taken
+    # as a full grid (their engine is not stored apart), so a cap is never overshot, at worst undershot.
+    usage = Usage(
+        jobs=ledger.jobs + waiting + running,
+        gpu_seconds=ledger.gpu_seconds,
+        hosted_images=ledger.hosted_images + GRID_SIZE * (waiting + running),
+    )
+    check_quota(limits, usage, now=now, new_jobs=new_jobs, new_hosted_images=new_hosted_images)
     check_job_counts(limits, waiting=waiting, running=running, new_jobs=new_jobs)
     return limits

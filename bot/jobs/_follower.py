@@ -15,13 +15,13 @@ from datetime import datetime
 from pathlib import Path
 
 from bot.config import Config
-from bot.errors import user_message
+from bot.errors import BotError, user_message
 from bot.jobs.types import JobCard, JobTicket, Notify, Presenter
 from bot.policy import FlaggedImages, flagged_images_get, withheld_reason
 from bot.store import queries as q
 from bot.store.db import Database
 from bot.store.errors import JobStateError, StaleAttempt
-from engine.errors import ImageFlagged, JobInterrupted
+from engine.errors import ImageFlagged, JobInterrupted, PromptRefused
 from engine.images import SavedImages, save_job_images
 from engine.queue import EventStream, JobFailed, JobFinished, JobProgress, JobRetried, JobStarted
 from engine.types import GenerationRequest, GenerationResult
@@ -42,9 +42,12 @@ class JobFollower:
         presenter: Presenter,
         clock: Callable[[], datetime],
         previews_everywhere: bool = True,
+        hosted: Callable[[str | None], bool] = lambda alias: False,
     ) -> None:
         """`previews_everywhere`: False when images are safety-checked, since previews are not: they
-        are then shown only where flagged images may be (`GenerationRequest.allow_flagged_input`)."""
+        are then shown only where flagged images may be (`GenerationRequest.allow_flagged_input`).
+        `hosted(alias)`: a paid API makes that model's images (the ledger counts them apart)."""
+        self.hosted = hosted
         self.db = db
         self.config = config
         self.presenter = presenter
@@ -76,6 +79,8 @@ class JobFollower:
                 await self._cancelled(card)
             elif isinstance(outcome.error, ImageFlagged):  # its picture was flagged: nothing was made
                 await self._moderated(card, str(outcome.error), outcome.attempt, None, ticket.notify)
+            elif isinstance(outcome.error, PromptRefused):
+                await self._refused(card, outcome.error, outcome.attempt, ticket.notify)
             else:
                 await self._failed(card, outcome.error, outcome.attempt)
         except StaleAttempt as exc:  # a newer run of the job counts, not this one
@@ -143,6 +148,7 @@ class JobFollower:
                 model=result.model,
                 grid_path=self._relative(saved.attachment),
                 flagged=result.any_flagged,
+                hosted=self.hosted(request.model),
                 attempt=attempt,
                 now=self._clock(),
             )
@@ -225,6 +231,17 @@ class JobFollower:
         await self.presenter.show_moderated(card, reason)
         if notify is not None:
             await notify(f"Your job `{card.job_id}` was withheld by this server's moderation. {reason}")
+
+    async def _refused(
+        self, card: JobCard, error: PromptRefused, attempt: int | None, notify: Notify | None
+    ) -> None:
+        """A hosted engine refused the prompt: the channel is told it was refused, the owner (privately,
+        where the job came from an interaction) the engine's own reason."""
+        if notify is None:
+            await self._failed(card, error, attempt)
+            return
+        await self._failed(card, BotError(f"{error.engine} refused this prompt"), attempt)
+        await notify(f"Your job `{card.job_id}` was refused by {error.engine}: {error.reason}")
 
     async def _failed(self, card: JobCard, error: Exception, attempt: int | None = None) -> None:
         reason = user_message(error)

@@ -30,6 +30,7 @@ from bot.policy import (
     FlaggedImages,
     Limits,
     check_button_press,
+    check_engine_honours,
     day_window,
     flagged_images_get,
 )
@@ -38,6 +39,7 @@ from bot.store import queries as q
 from bot.store.db import Database
 from bot.store.errors import JobStateError
 from bot.store.models import Job, JobKind, JobStatus, utcnow
+from engine.backend import Capabilities
 from engine.edits import CANNOT_PAINT
 from engine.errors import QueueError
 from engine.queue import JobHandle, JobQueue
@@ -73,12 +75,14 @@ class JobService:
         config: Config,
         fetcher: ImageFetcher | None = None,
         safety_checked: bool = False,
-        edits: bool = True,
+        capabilities: Callable[[str | None], Capabilities] | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         """`safety_checked`: the engine checks images, so progress previews (which it does not check)
-        are shown only in age-restricted channels. `edits`: the engine can edit images (`Mode.EDIT`);
-        without it the editing buttons are refused (and not shown)."""
+        are shown only in age-restricted channels. `capabilities(alias)`: what the model a job asks
+        for (a `--v`/`--niji` alias, None = the default) honours; a prompt giving anything else is
+        refused before it is queued, and editing buttons are refused (and not shown) where it can't
+        paint. Without it every engine is taken to honour everything."""
         self.db = db
         self.queue = queue
         self.config = config
@@ -86,8 +90,10 @@ class JobService:
         """Downloads the pictures of image prompts; closed with the service."""
         self.prompt_limits = PromptLimits.from_config(config)
         self.safety_checked = safety_checked
-        self.edits = edits
-        """The engine paints new or chosen areas (`Mode.EDIT`): Zoom Out, Pan, Make Square, Vary (Region)."""
+        self.capabilities: Callable[[str | None], Capabilities] = capabilities or (
+            lambda alias: Capabilities("this engine")
+        )
+        """What the model of an alias honours and can do (Zoom Out, Pan, Make Square, Vary (Region))."""
         self._clock = clock
         self._follower: JobFollower | None = None
         self._following: dict[str, asyncio.Task[None]] = {}
@@ -105,6 +111,7 @@ class JobService:
             presenter=presenter,
             clock=self._clock,
             previews_everywhere=not self.safety_checked,
+            hosted=lambda alias: self.capabilities(alias).hosted,
         )
         return await self._recover() if recover else (0, 0)
 
@@ -168,9 +175,9 @@ class JobService:
 
     async def _pressed(self, who: Requester, action: ButtonAction, job_id: str, cell: int) -> Parent:
         """The parent of a press, once the engine, the parent and `IMAGINE_MAX_SIDE` allow it."""
-        if action.is_edit and not self.edits:
-            raise BotError(CANNOT_PAINT)
         parent = await self._parent(who, action, job_id, cell)
+        if action.is_edit and not self.capabilities(parent.params.get("request", {}).get("model")).edits:
+            raise BotError(CANNOT_PAINT)
         check_fits(action, parent.size, self.config.max_side)
         return parent
 
@@ -200,6 +207,8 @@ class JobService:
         if prefs.model and prefs.model in self.config.model_aliases:
             defaults.setdefault("v", prefs.model)
         requests = parse(text, limits=self.prompt_limits, defaults=defaults, images=images)
+        for r in requests:  # before any picture is fetched: the engine would not use it
+            check_engine_honours(r, self.capabilities(r.model))
         allow_flagged = _allows_flagged_input(who, rules.flagged_images)
         if any(r.image_prompts for r in requests):
             check_server_rules(rules, who, text)  # again when the jobs are stored; now, before any fetch
@@ -280,7 +289,16 @@ class JobService:
     async def _submit(self, who: Requester, text: str | None, planned: Sequence[Planned]) -> list[JobTicket]:
         """Check the policy and store the jobs in one transaction, then queue them, all or none."""
         async with self.db.session(urgent=True) as session:
-            limits = await admit(session, who, text, len(planned), config=self.config, now=self._clock())
+            hosted = sum(job.request.count for job in planned if self.capabilities(job.request.model).hosted)
+            limits = await admit(
+                session,
+                who,
+                text,
+                len(planned),
+                config=self.config,
+                now=self._clock(),
+                new_hosted_images=hosted,
+            )
             cards = [JobCard.from_job(await self._create(session, who, job)) for job in planned]
         handles: list[JobHandle] = []
         try:

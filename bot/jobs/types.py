@@ -141,11 +141,15 @@ class JobCard:
     spoiler: bool = False
     """Post its images behind Discord's spoiler blur: the safety check flagged them, and the server's
     rule for its age-restricted channels is `spoiler`."""
+    model: str | None = None
+    """The `--v`/`--niji` alias the job asked for (None = the default model): its engine decides which
+    buttons its images get (`engine.backend.Capabilities.edits`)."""
 
     @classmethod
     def from_job(cls, job: Job) -> JobCard:
         ui = ui_params(job)
-        edit = (job.params or {}).get("request", {}).get("edit")
+        request = (job.params or {}).get("request", {})
+        edit = request.get("edit")
         return cls(
             job_id=job.id,
             kind=job.kind,
@@ -160,6 +164,7 @@ class JobCard:
             upscale=ui.get("upscale"),
             edit=edit or None,
             age_restricted=bool(ui.get("age_restricted", False)),
+            model=request.get("model"),
         )
 
 

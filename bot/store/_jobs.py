@@ -165,10 +165,12 @@ async def mark_succeeded(
     model: str | None = None,
     grid_path: str | None = None,
     flagged: bool = False,
+    hosted: bool = False,
     attempt: int | None = None,
     now: datetime | None = None,
 ) -> Job:
-    """Store the result: images, seeds, GPU time, and one usage-ledger row, all in this transaction.
+    """Store the result: images, seeds, GPU time, and one usage-ledger row (with the number of images
+    made, and whether a `hosted` engine made them), all in this transaction.
 
     `flagged`: the safety check flagged an image, and the server's rule let it be posted. Accepted
     from queued too: a job can end before its follower heard that it started. A result of a run
@@ -178,7 +180,8 @@ async def mark_succeeded(
     job = await _job_for_change(session, job_id, JobStatus.SUCCEEDED, attempt)
     finished = now or utcnow()
     job.status = JobStatus.SUCCEEDED
-    _ran(session, job, gpu_seconds, finished)
+    made = sum(1 for image in images if image.index > 0)  # index 0 is the grid made of them
+    _ran(session, job, gpu_seconds, finished, images=made, hosted=hosted)
     job.seeds = [int(seed) for seed in seeds]
     job.grid_path = grid_path
     job.error = None
@@ -193,7 +196,15 @@ async def mark_succeeded(
     return job
 
 
-def _ran(session: AsyncSession, job: Job, gpu_seconds: float, finished: datetime) -> None:
+def _ran(
+    session: AsyncSession,
+    job: Job,
+    gpu_seconds: float,
+    finished: datetime,
+    *,
+    images: int = 0,
+    hosted: bool = False,
+) -> None:
     """The device ran the job to its end: its times, GPU seconds and one usage-ledger row."""
     job.started_at = job.started_at or finished - timedelta(seconds=gpu_seconds)
     job.finished_at = finished
@@ -206,6 +217,8 @@ def _ran(session: AsyncSession, job: Job, gpu_seconds: float, finished: datetime
             at=finished,
             gpu_seconds=gpu_seconds,
             jobs=1,
+            images=images,
+            hosted=hosted,
         )
     )
 

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Final, Literal
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import case, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.policy import QuotaRuleSpec, QuotaScope, Usage
@@ -31,14 +31,18 @@ _RULES_LOCK = "quota_rules"
 async def usage_since(
     session: AsyncSession, user_id: int, since: datetime, *, guild_id: int | None = None
 ) -> Usage:
-    """A member's finished jobs and GPU seconds in the ledger since `since` (in one guild, or everywhere)."""
+    """A member's finished jobs, engine seconds and hosted-engine images in the ledger since `since`
+    (in one guild, or everywhere)."""
+    hosted_images = case((UsageEntry.hosted, UsageEntry.images), else_=0)
     query = select(
-        func.coalesce(func.sum(UsageEntry.jobs), 0), func.coalesce(func.sum(UsageEntry.gpu_seconds), 0.0)
+        func.coalesce(func.sum(UsageEntry.jobs), 0),
+        func.coalesce(func.sum(UsageEntry.gpu_seconds), 0.0),
+        func.coalesce(func.sum(hosted_images), 0),
     ).where(UsageEntry.user_id == user_id, UsageEntry.at >= since)
     if guild_id is not None:
         query = query.where(UsageEntry.guild_id == guild_id)
-    jobs, seconds = (await session.execute(query)).one()
-    return Usage(jobs=int(jobs), gpu_seconds=float(seconds))
+    jobs, seconds, images = (await session.execute(query)).one()
+    return Usage(jobs=int(jobs), gpu_seconds=float(seconds), hosted_images=int(images))
 
 
 def _spec(rule: QuotaRule) -> QuotaRuleSpec:
@@ -49,6 +53,7 @@ def _spec(rule: QuotaRule) -> QuotaRuleSpec:
         gpu_minutes_per_day=rule.gpu_minutes_per_day,
         max_waiting=rule.max_waiting,
         max_running=rule.max_running,
+        images_per_day=rule.images_per_day,
     )
 
 
@@ -85,6 +90,7 @@ async def set_quota_rule(
     gpu_minutes_per_day: float | Literal[Unset.UNSET] | None = UNSET,
     max_waiting: int | Literal[Unset.UNSET] | None = UNSET,
     max_running: int | Literal[Unset.UNSET] | None = UNSET,
+    images_per_day: int | Literal[Unset.UNSET] | None = UNSET,
 ) -> QuotaRuleSpec:
     """Create or change the rule for (guild, scope, target); None = no limit, UNSET = keep."""
     _check_target(scope, target_id)
@@ -102,6 +108,8 @@ async def set_quota_rule(
         rule.max_waiting = max_waiting
     if max_running is not UNSET:
         rule.max_running = max_running
+    if images_per_day is not UNSET:
+        rule.images_per_day = images_per_day
     await session.flush()
     return _spec(rule)
 

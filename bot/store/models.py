@@ -273,6 +273,8 @@ class QuotaRule(Base):
     gpu_minutes_per_day: Mapped[float | None] = mapped_column(Float)
     max_waiting: Mapped[int | None] = mapped_column(Integer)
     max_running: Mapped[int | None] = mapped_column(Integer)
+    images_per_day: Mapped[int | None] = mapped_column(Integer)
+    """Images from hosted engines (paid per image) per day."""
 
 
 class UsageEntry(Base):
@@ -290,7 +292,12 @@ class UsageEntry(Base):
     guild_id: Mapped[int | None] = mapped_column(BigInteger)
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    """The engine's wall time for the job (on a hosted engine: waiting for its API)."""
     jobs: Mapped[int] = mapped_column(Integer, default=1)
+    images: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Images the job made."""
+    hosted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """A hosted engine made them (`/quota` images per day counts these)."""
 
 
 class UserPreferences(Base):

@@ -1,19 +1,37 @@
-"""Generation backends. `load_backend` builds the diffusers backend for a hub id, a local folder or `tiny`
-(or the simulated stand-in for a GPU).
+"""Generation backends, chosen by the model's name (`engine.backends._registry`): `simulated[:…]`,
+`openai:<model>`, `gan-tiny`/`gan:<folder>`, third-party engines of the `imaginebot.backends`
+entry-point group, and diffusers for everything else (a hub id, a local folder, `tiny`).
 
-Imports of torch and diffusers happen inside the functions that need them, so importing this package
-is cheap for code that only wants the names.
+Imports of torch, diffusers and each engine happen inside the functions that need them, so importing
+this package is cheap for code that only wants the names.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from engine.backend import Backend
-from engine.backends._model import TINY, resolve_device
-from engine.safety import MODEL, load_safety_checker
+from engine.backend import Backend, Capabilities
+from engine.backends._model import TINY
+from engine.backends._registry import (
+    DIFFUSERS,
+    ENTRY_POINT_GROUP,
+    EngineRouter,
+    capabilities,
+    engine_for,
+    known_schemes,
+    scheme_of,
+)
+from engine.safety import MODEL
 
-__all__ = ["TINY", "load_backend"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "TINY",
+    "alias_capabilities",
+    "capabilities",
+    "known_schemes",
+    "load_backend",
+    "scheme_of",
+]
 
 
 def load_backend(
@@ -24,25 +42,43 @@ def load_backend(
     diffusion_upscale: bool = True,
     safety_checker: str = MODEL,
 ) -> Backend:
-    """Load `model` once onto `device` and wrap it; `aliases` (`--v`/`--niji` names → models) load lazily.
+    """Load `model` once onto `device` and wrap it; `aliases` (`--v`/`--niji` names → models of any
+    engine) load lazily, on their first job.
 
     Raises `ModelLoadError` with one sentence saying how to fix `IMAGINE_MODEL` (or `safety_checker`,
     `IMAGINE_SAFETY_CHECKER`: `model`, `none` or `package.module:attribute`, see `engine.safety`) when
     it can't load. `simulated[:options]` is the stand-in for a GPU that tests and benchmarks use
-    (`engine.simulated`); it has no pipeline, so `model` means no check there.
+    (`engine.simulated`).
     """
-    from engine.simulated import SIMULATED, SimulatedBackend
+    aliases = dict(aliases or {})
+    engine = engine_for(model)
+    # Diffusers models share one device through the diffusers backend's own model set; an alias
+    # naming another engine's model goes through the router instead.
+    shared = {a: m for a, m in aliases.items() if engine is DIFFUSERS and scheme_of(m) is None}
+    if engine is DIFFUSERS:
+        default = DIFFUSERS.load(
+            model,
+            device=device,
+            safety_checker=safety_checker,
+            aliases=shared,
+            diffusion_upscale=diffusion_upscale,
+        )
+    else:
+        default = engine.load(model, device=device, safety_checker=safety_checker)
+    routed = {a: m for a, m in aliases.items() if a not in shared and m != model}
+    if not routed:
+        return default
 
-    if model.partition(":")[0] == SIMULATED:
-        return SimulatedBackend.from_spec(model, safety_checker=load_safety_checker(safety_checker))
-    from engine.backends._model import load_model
-    from engine.backends.diffusion import DiffusersBackend
+    def load(other: str) -> Backend:
+        return load_backend(
+            other, device=device, diffusion_upscale=diffusion_upscale, safety_checker=safety_checker
+        )
 
-    resolved = resolve_device(device)
-    return DiffusersBackend(
-        load_model(model, device=resolved),
-        device=resolved,
-        aliases=aliases,
-        diffusion_upscale=diffusion_upscale,
-        safety_checker=safety_checker,
-    )
+    return EngineRouter(default, model, routed, load=load)
+
+
+def alias_capabilities(model: str, aliases: Mapping[str, str], alias: str | None) -> Capabilities:
+    """What the model a job asks for (`alias`: a `--v`/`--niji` name, None = `model`) honours."""
+    if alias is None:
+        return capabilities(model)
+    return capabilities(aliases.get(alias, alias))

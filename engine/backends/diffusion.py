@@ -26,6 +26,7 @@ from engine.backend import ProgressCallback
 from engine.backends import _upscale
 from engine.backends._aliases import ModelSet
 from engine.backends._conditioning import PromptSides, conditioning_kwargs, prompt_sides
+from engine.backends._diffusers import DIFFUSERS
 from engine.backends._mapping import (
     guidance_for,
     image_strength,
@@ -233,8 +234,9 @@ class DiffusersBackend:
     """A `Backend` running diffusers pipelines; the default model stays loaded, aliases load lazily
     (one model on the device at a time, see `_aliases.ModelSet`)."""
 
-    edits = True
-    """Stable Diffusion and SDXL pipelines all have an inpainting twin (`LoadedModel.inpaint`)."""
+    capabilities = DIFFUSERS
+    """Stable Diffusion and SDXL pipelines honour every parameter and all have an inpainting twin
+    (`LoadedModel.inpaint`)."""
 
     def __init__(
         self,

@@ -65,12 +65,12 @@ def test_upscales_name_their_kind_and_refuse_to_pass_the_largest_side(source: Pa
 def test_a_backend_that_cannot_paint_refuses_an_edit_and_says_so(source: Path) -> None:
     backend = SimulatedBackend(seconds=0, edits=False)
     assert isinstance(backend, Backend)
-    assert backend.edits is False
+    assert backend.capabilities.edits is False
     with pytest.raises(GenerationError, match="cannot paint new areas") as caught:
         run(backend, mode=Mode.EDIT, init_image=source, edit="zoom 2")
     assert str(caught.value) == CANNOT_PAINT
     assert len(run(backend).images) == 4  # the rest works
-    assert SimulatedBackend().edits is True
+    assert SimulatedBackend().capabilities.edits is True
 
 
 def test_a_bad_or_oversized_edit_fails_like_the_real_backend(source: Path) -> None:

@@ -108,7 +108,38 @@ async def test_moderation_revision_gives_existing_servers_and_jobs_the_safe_defa
     assert down.after == "0001"
     _, diff = await _inspect(db_url)
     assert {change[2].name for change in diff if change[0] == "remove_column"} == set()
-    assert {change[3].name for change in diff if change[0] == "add_column"} == {"flagged", "flagged_images"}
+    # Back at 0001 the models want every column added since: 0002's and 0003's.
+    added = {change[3].name for change in diff if change[0] == "add_column"}
+    assert added == {"flagged", "flagged_images", "images", "hosted", "images_per_day"}
+
+
+async def test_hosted_usage_revision_keeps_old_ledger_rows_as_local_and_uncapped(db_url: str) -> None:
+    await upgrade(db_url, "0002")
+    engine = create_engine(db_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("INSERT INTO usage (user_id, at, gpu_seconds, jobs) VALUES (2, :now, 1.5, 1)"),
+                {"now": utcnow()},
+            )
+            await connection.execute(
+                text("INSERT INTO quota_rules (guild_id, scope, jobs_per_day) VALUES (1, 'guild', 5)")
+            )
+        await upgrade(db_url)
+        async with engine.connect() as connection:
+            images, hosted = (await connection.execute(text("SELECT images, hosted FROM usage"))).one()
+            cap = (await connection.execute(text("SELECT images_per_day FROM quota_rules"))).scalar_one()
+    finally:
+        await engine.dispose()
+    assert (images, bool(hosted), cap) == (0, False, None)
+    down = await downgrade(db_url, "0002")
+    assert down.after == "0002"
+    _, diff = await _inspect(db_url)
+    assert {change[3].name for change in diff if change[0] == "add_column"} == {
+        "images",
+        "hosted",
+        "images_per_day",
+    }
 
 
 async def test_unknown_revision_is_a_migration_error(db_url: str) -> None:

@@ -187,7 +187,7 @@ def test_a_model_without_an_inpainting_pipeline_says_it_cannot_paint(source: Pat
 
 
 def test_the_diffusers_backend_can_edit(random_backend: DiffusersBackend) -> None:
-    assert random_backend.edits is True
+    assert random_backend.capabilities.edits is True
 
 
 # --- upscales ------------------------------------------------------------------------------------
