@@ -16,7 +16,7 @@ from bot.health import freeze_startup_heap, watch_health
 from bot.services import open_services
 from bot.store.errors import StoreError
 from engine.backend import Backend
-from engine.errors import EngineError, QueueUnavailable
+from engine.errors import CredentialsRejected, EngineError, QueueUnavailable
 
 __all__ = ["EXIT_FAILURE", "EXIT_USAGE", "NO_TOKEN_MESSAGE", "main", "run"]
 
@@ -82,7 +82,7 @@ def main(config: Config) -> int:
     logging.getLogger("discord.http").setLevel(max(logging.INFO, logging.getLevelName(config.log_level)))
     try:
         asyncio.run(run(config, config.discord_token))
-    except QueueUnavailable as exc:  # IMAGINE_QUEUE_URL: a setting to fix, like a bad token
+    except (QueueUnavailable, CredentialsRejected) as exc:  # a setting to fix, like a bad token
         print(f"imaginebot: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (StoreError, EngineError) as exc:

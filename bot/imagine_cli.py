@@ -22,10 +22,11 @@ from typing import TextIO
 
 from bot.config import Config
 from bot.jobs import OPERATOR, JobCard, JobService, JobTicket
+from bot.policy import PolicyError
 from bot.prompt import PromptError, PromptLimits, parse
 from bot.services import open_services
 from bot.store.errors import StoreError
-from engine.errors import EngineError
+from engine.errors import CredentialsRejected, EngineError
 from engine.images import SavedImages
 from engine.types import Progress
 
@@ -239,6 +240,10 @@ async def imagine(
             bar.done()
             await services.jobs.start(presenter, recover=False)  # the bot's jobs are not ours to resume
             await run_prompt(services.jobs, prompt, plans, presenter)
+    except (PolicyError, CredentialsRejected) as exc:  # the prompt or the API key is to fix
+        bar.done()
+        print(f"imaginebot: {exc}", file=err)
+        return EXIT_USAGE
     except (EngineError, StoreError) as exc:
         bar.done()
         print(f"imaginebot: {exc}", file=err)

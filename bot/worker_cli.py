@@ -17,7 +17,7 @@ import sys
 from bot.config import Config
 from bot.health import freeze_startup_heap
 from bot.services import load_engine, worker_models
-from engine.errors import ModelLoadError, QueueUnavailable
+from engine.errors import CredentialsRejected, ModelLoadError, QueueUnavailable
 from engine.queue import RemoteWorker
 
 __all__ = ["main"]
@@ -71,7 +71,7 @@ def main(
     listed = [model.strip() for model in models.split(",") if model.strip()] if models else None
     try:
         asyncio.run(serve(config, name=name, models=listed))
-    except QueueUnavailable as exc:
+    except (QueueUnavailable, CredentialsRejected) as exc:
         print(f"imaginebot worker: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ModelLoadError as exc:

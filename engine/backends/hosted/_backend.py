@@ -39,6 +39,7 @@ T = TypeVar("T")
 
 _REFUSALS = frozenset({"moderation_blocked", "content_policy_violation", "content_filter"})
 """Error codes the Images API (and compatible servers) answer a refused prompt with."""
+_NO_SEEDS = "takes no seed, steps or CFG: the same recipe makes different images"
 _TICK_S = 0.2
 """How often the waiting worker thread looks at `cancelled`, the previews and the clock."""
 _PREVIEW_SIDE = 256
@@ -166,7 +167,7 @@ class OpenAIImagesBackend:
         # The model's nearest size, cropped to the shape asked for: the grid keeps the prompt's ratio.
         images = [_crop_to(image, request.aspect_ratio) for image in images]
         width, height = images[0].size
-        extra = {"engine": self.spec.engine, "size asked": f"{size[0]}x{size[1]}"}
+        extra = {"engine": f"{self.spec.engine} ({_NO_SEEDS})", "size asked": f"{size[0]}x{size[1]}"}
         quality = self.spec.profile.quality_for(request.quality)
         if quality is not None:
             extra["quality"] = quality

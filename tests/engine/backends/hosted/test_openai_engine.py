@@ -40,7 +40,7 @@ async def test_a_grid_is_one_call_with_n_4_streaming_partial_images_as_previews(
     assert len(result.images) == 4
     assert {image.size for image in result.images} == {(1024, 1024)}
     assert result.model == "openai:gpt-image-1"
-    assert result.extra["engine"] == "OpenAI gpt-image-1"
+    assert result.extra["engine"].startswith("OpenAI gpt-image-1 (takes no seed")
     previews = [event for event in events if event.preview is not None]
     assert previews, "the streamed partial images should have become previews"
     assert all(event.total == 3 and 1 <= event.step <= 2 for event in previews)

@@ -1,0 +1,151 @@
+"""The bot on the OpenAI engine, end to end: the real discord.py client against the loopback fake
+Discord, the real `openai` client against the loopback fake Images API. /imagine → previews → grid,
+U (local), V (edits endpoint), 🔄; refused parameters, a refused prompt, the ledger and the image quota."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from bot.store.models import Job, JobStatus, UsageEntry
+from fakediscord import FakeDiscord, MessageRecord
+from tests.bot.discord_fixtures import BotWorld, custom_id, imagine_grid, make_config, started_bot
+from tests.fakeopenai import REFUSED_WORD, FakeImagesAPI, fake_images_api
+
+KEY = "sk-test-key"
+MODEL = "openai:gpt-image-1"
+EDIT_TOOLS = {"Vary (Region)", "Zoom Out 2x", "Zoom Out 1.5x", "Custom Zoom", "Make Square"}
+
+
+@pytest.fixture
+async def api(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeImagesAPI]:
+    async with fake_images_api(api_key=KEY, partial_delay_s=0.25) as fake:
+        monkeypatch.setenv("OPENAI_API_KEY", KEY)
+        monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
+        yield fake
+        assert fake.violations == []
+
+
+def _image(message: MessageRecord) -> Image.Image:
+    with Image.open(io.BytesIO(message.attachments[0].data)) as opened:
+        return opened.convert("RGB")
+
+
+async def _jobs(world: BotWorld) -> list[Job]:
+    async with world.bot.db.session() as session:
+        return list((await session.scalars(select(Job).order_by(Job.created_at))).all())
+
+
+async def test_grid_with_previews_then_u_v_and_reroll(
+    fake_discord: FakeDiscord, tmp_path: Path, api: FakeImagesAPI
+) -> None:
+    # No backend given: the bot loads IMAGINE_MODEL through the engine registry, as `imaginebot run` does.
+    async with started_bot(fake_discord, make_config(tmp_path, model=MODEL), None) as world:
+        fake, user = fake_discord, fake_discord.member
+        grid = await imagine_grid(world, "a lighthouse at dusk --ar 16:9", wait_s=30)
+        assert grid.content == f"**a lighthouse at dusk --aspect 16:9** - <@{user.user.id}>"
+        assert any(r.attachments and r.content.endswith("%)") for r in grid.history), "a streamed preview"
+        picture = _image(grid)
+        assert picture.width * 9 == picture.height * 16, "the grid keeps the prompt's 16:9"
+        (first,) = api.image_requests()
+        assert (first.endpoint, first.params["size"], first.params["n"]) == ("generations", "1536x1024", 4)
+
+        # U3: a local 2x resample of cell 3; no API call, and no editing tools the engine can't serve.
+        click = await fake.click(grid, custom_id(grid, "U3"), user=user)
+        await click.response(timeout=3)
+        upscale = await fake.wait_for_message(
+            lambda m: "Image #3" in m.content and bool(m.attachments), timeout=20
+        )
+        assert _image(upscale).size == (picture.width, picture.height)  # a cell at 2x is the grid's size
+        assert not EDIT_TOOLS & set(upscale.button_labels())
+        assert {"Upscale (Subtle)", "Vary (Subtle)", "Vary (Strong)"} <= set(upscale.button_labels())
+        assert len(api.image_requests()) == 1
+
+        # V2: the edits endpoint with cell 2 as the picture.
+        click = await fake.click(grid, custom_id(grid, "V2"), user=user)
+        await click.response(timeout=3)
+        await fake.wait_for_message(
+            lambda m: "Variations (Strong)" in m.content and len(m.custom_ids()) == 9, timeout=30
+        )
+        edit = api.image_requests()[-1]
+        assert edit.endpoint == "edits"
+        assert edit.params["size"] == "1536x1024"
+        cell_two = picture.crop((picture.width // 2, 0, picture.width, picture.height // 2))
+        assert edit.images[0].size == cell_two.size
+        assert edit.images[0].tobytes() == cell_two.tobytes()
+
+        # 🔄: a new grid from a new generations call.
+        click = await fake.click(grid, custom_id(grid, "🔄"), user=user)
+        await click.response(timeout=3)
+        rerolled = await click.wait_original()
+        await fake.wait_for(lambda _: len(rerolled.custom_ids()) == 9, timeout=30, what="the re-rolled grid")
+        await world.jobs.wait_idle()
+        assert [r.endpoint for r in api.image_requests()] == ["generations", "edits", "generations"]
+
+        jobs = await _jobs(world)
+        assert all(job.status is JobStatus.SUCCEEDED for job in jobs)
+        async with world.bot.db.session() as session:
+            ledger = (await session.scalars(select(UsageEntry).order_by(UsageEntry.at))).all()
+        assert [(entry.images, entry.hosted) for entry in ledger] == [
+            (4, True),
+            (1, True),
+            (4, True),
+            (4, True),
+        ]
+        assert all(entry.gpu_seconds > 0 for entry in ledger)
+
+
+async def test_parameters_the_engine_cannot_honour_are_refused_before_queuing(
+    fake_discord: FakeDiscord, tmp_path: Path, api: FakeImagesAPI
+) -> None:
+    async with started_bot(fake_discord, make_config(tmp_path, model=MODEL), None) as world:
+        fake = fake_discord
+        refused = await fake.slash("imagine", {"prompt": "a cat --seed 5"})
+        answer = await refused.response(timeout=3)
+        assert answer.data["flags"] & 64
+        assert answer.data["content"] == "OpenAI gpt-image-1 can't honour `--seed`; remove it."
+        refused = await fake.slash("imagine", {"prompt": "a cat --no dogs --chaos 20 --ar 3:2"})
+        answer = await refused.response(timeout=3)
+        assert answer.data["content"] == "OpenAI gpt-image-1 can't honour `--no` or `--chaos`; remove them."
+        assert await _jobs(world) == []
+        assert api.image_requests() == []
+
+
+async def test_a_refused_prompt_tells_its_owner_the_engines_reason_privately(
+    fake_discord: FakeDiscord, tmp_path: Path, api: FakeImagesAPI
+) -> None:
+    async with started_bot(fake_discord, make_config(tmp_path, model=MODEL), None) as world:
+        fake = fake_discord
+        interaction = await fake.slash("imagine", {"prompt": f"a {REFUSED_WORD} thing"})
+        await interaction.response(timeout=3)
+        message = await interaction.wait_original(lambda m: "failed" in m.content)
+        await world.jobs.wait_idle()
+        assert message.content.endswith("(failed: OpenAI gpt-image-1 refused this prompt)")
+        (job,) = await _jobs(world)
+        notices = [m.content for m in interaction.followups() if m.ephemeral]
+        assert notices == [
+            f"Your job `{job.id}` was refused by OpenAI gpt-image-1: Your request was rejected by the safety "
+            "system. Your request may contain content that is not allowed by our safety system."
+        ]
+        assert job.status is JobStatus.FAILED
+
+
+async def test_quota_caps_hosted_images_per_day(
+    fake_discord: FakeDiscord, tmp_path: Path, api: FakeImagesAPI
+) -> None:
+    async with started_bot(fake_discord, make_config(tmp_path, model=MODEL), None) as world:
+        fake = fake_discord
+        set_rule = await fake.slash("quota set", {"images_per_day": 6}, user=fake.admin)
+        assert "hosted images/day 6" in (await set_rule.response(timeout=3)).data["content"]
+        await imagine_grid(world, "first", wait_s=30)
+        await world.jobs.wait_idle()
+        refused = await fake.slash("imagine", {"prompt": "second"})
+        answer = await refused.response(timeout=3)
+        assert answer.data["flags"] & 64
+        assert answer.data["content"].startswith("You have used today's 6 hosted-engine images;")
+        assert len(api.image_requests()) == 1
