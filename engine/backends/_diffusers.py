@@ -29,11 +29,14 @@ class DiffusersEngine:
         diffusion_upscale: bool = True,
     ) -> Backend:
         from engine.backends._model import load_model, resolve_device
+
+        # Fails fast, before torch and diffusers are imported, where the model can't be had.
+        model = load_model(spec, device=device)
+        resolved = resolve_device(device)
         from engine.backends.diffusion import DiffusersBackend
 
-        resolved = resolve_device(device)
         return DiffusersBackend(
-            load_model(spec, device=resolved),
+            model,
             device=resolved,
             aliases=aliases,
             diffusion_upscale=diffusion_upscale,

@@ -9,9 +9,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import socket
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from engine.backends._family import Family, detect_family
 from engine.backends._preview import LatentPreviewer
@@ -76,32 +79,89 @@ def _source(model: str) -> tuple[str, bool]:
     return model, False
 
 
-def _from_pretrained(source: str, dtype: Any, *, half: bool) -> Any:
+def _from_pretrained(source: str, dtype: Any, *, half: bool, local_only: bool = False) -> Any:
     from diffusers import AutoPipelineForText2Image
 
-    if half:
-        # Hub repos often ship an fp16 variant (half the download); local folders often don't.
-        try:
-            return AutoPipelineForText2Image.from_pretrained(source, torch_dtype=dtype, variant="fp16")
-        except (OSError, ValueError):
-            pass
-    return AutoPipelineForText2Image.from_pretrained(source, torch_dtype=dtype)
+    with warnings.catch_warnings():
+        # diffusers passes the hub client arguments it has deprecated; that is not the owner's to fix.
+        warnings.simplefilter("ignore", UserWarning)
+        if half:
+            # Hub repos often ship an fp16 variant (half the download); local folders often don't.
+            try:
+                return AutoPipelineForText2Image.from_pretrained(
+                    source, torch_dtype=dtype, variant="fp16", local_files_only=local_only
+                )
+            except (OSError, ValueError):
+                pass
+        return AutoPipelineForText2Image.from_pretrained(
+            source, torch_dtype=dtype, local_files_only=local_only
+        )
+
+
+def _hub_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether the Hub's host answers a TCP connection within `timeout_s` (no DNS, no route: False at
+    once), so a missing model fails in seconds instead of after the hub client's retries (~23 s)."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlsplit(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _not_here(model: str) -> ModelLoadError:
+    return ModelLoadError(
+        f"Model {model!r} is not on this machine and the Hugging Face Hub can't be reached "
+        f"(or has no such model); download it once (`hf download {model}`) "
+        "or set IMAGINE_MODEL to a local diffusers folder."
+    )
+
+
+def _in_hub_cache(model: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(model, "model_index.json"), str)
+
+
+def _is_hub_id(model: str, source: str) -> bool:
+    return source == model and not Path(model).exists()
+
+
+def _load_pipeline(model: str, source: str, dtype: Any, *, half: bool) -> Any:
+    """The pipeline from a folder, or a hub id: from the local cache first, from the Hub only when it
+    is not cached and the Hub answers."""
+    if not _is_hub_id(model, source):  # a folder (or `tiny`)
+        return _from_pretrained(source, dtype, half=half)
+    try:
+        return _from_pretrained(source, dtype, half=half, local_only=True)
+    except Exception:
+        if _in_hub_cache(model):
+            raise  # cached but broken: the error says what
+    return _from_pretrained(source, dtype, half=half)
 
 
 def load_model(model: str, *, device: str) -> LoadedModel:
-    """Load `model` (hub id, local folder or `tiny`) onto `device` ("auto" allowed)."""
-    device = resolve_device(device)
+    """Load `model` (hub id, local folder or `tiny`) onto `device` ("auto" allowed).
+
+    A hub id that is neither in the local cache nor reachable fails at once, before torch and
+    diffusers are even imported (the hub client would retry for ~23 s, printing each try)."""
     source, tiny = _source(model)
+    if _is_hub_id(model, source) and not _in_hub_cache(model) and not _hub_reachable():
+        raise _not_here(model)
+    device = resolve_device(device)
     dtype = _dtype_for(device)
     try:
-        pipe = _from_pretrained(source, dtype, half=not tiny and dtype != _dtype_for("cpu"))
+        pipe = _load_pipeline(model, source, dtype, half=not tiny and dtype != _dtype_for("cpu"))
+    except ModelLoadError:
+        raise
     except Exception as exc:  # hub, file and config errors all mean the same to the owner: fix the setting
         if source == model and not Path(model).exists():
-            raise ModelLoadError(
-                f"Model {model!r} is not on this machine and the Hugging Face Hub can't be reached "
-                f"(or has no such model); download it once (`hf download {model}`) "
-                "or set IMAGINE_MODEL to a local diffusers folder."
-            ) from exc
+            raise _not_here(model) from exc
         raise ModelLoadError(f"Model {model!r} could not be loaded from {source}: {exc}") from exc
     pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
