@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
 
@@ -62,6 +62,14 @@ class Config(BaseSettings):
     max_side: int = Field(default=2048, ge=64, le=16384)
     """The longest side, in pixels, of what Upscale (Subtle/Creative), Zoom Out, Pan, Make Square and
     Vary (Region) make; a press that would pass it is refused before it is queued."""
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("OPENAI_API_KEY"))
+    """The key of `IMAGINE_MODEL=openai:<model>` (and of compatible servers that want one)."""
+    openai_base_url: str | None = Field(default=None, validation_alias=AliasChoices("OPENAI_BASE_URL"))
+    """A server that speaks OpenAI's Images API; None = OpenAI's own."""
+    hosted_timeout_s: float = Field(default=180.0, gt=0, le=3600)
+    """How long one call to a hosted engine may take before the job fails."""
+    hosted_retries: int = Field(default=2, ge=0, le=10)
+    """How often a hosted engine's client retries a 429 (waiting its `Retry-After`) or a 5xx."""
     inception_weights: Path | None = None
     """`imaginebot eval`: the FID Inception-v3 weights file for real FID/IS; None = the shapes network."""
 

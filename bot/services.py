@@ -43,13 +43,22 @@ class Services:
 def load_engine(config: Config) -> Backend:
     """Load the configured model (slow, synchronous: call it in a thread)."""
     from engine.backends import load_backend
+    from engine.backends.hosted import HostedSettings
 
+    key = config.openai_api_key
+    hosted = HostedSettings(
+        api_key=key.get_secret_value() if key is not None else None,
+        base_url=config.openai_base_url,
+        timeout_s=config.hosted_timeout_s,
+        retries=config.hosted_retries,
+    )
     return load_backend(
         config.model,
         device=config.device,
         aliases=config.model_aliases,
         diffusion_upscale=config.diffusion_upscale,
         safety_checker=config.safety_checker,
+        hosted=hosted,
     )
 
 

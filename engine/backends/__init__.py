@@ -9,6 +9,7 @@ this package is cheap for code that only wants the names.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from engine.backend import Backend, Capabilities
 from engine.backends._model import TINY
@@ -22,6 +23,11 @@ from engine.backends._registry import (
     scheme_of,
 )
 from engine.safety import MODEL
+
+if TYPE_CHECKING:
+    from engine.backends.hosted import HostedSettings
+
+HOSTED_SCHEME = "openai"
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -41,14 +47,15 @@ def load_backend(
     aliases: Mapping[str, str] | None = None,
     diffusion_upscale: bool = True,
     safety_checker: str = MODEL,
+    hosted: HostedSettings | None = None,
 ) -> Backend:
     """Load `model` once onto `device` and wrap it; `aliases` (`--v`/`--niji` names → models of any
     engine) load lazily, on their first job.
 
     Raises `ModelLoadError` with one sentence saying how to fix `IMAGINE_MODEL` (or `safety_checker`,
     `IMAGINE_SAFETY_CHECKER`: `model`, `none` or `package.module:attribute`, see `engine.safety`) when
-    it can't load. `simulated[:options]` is the stand-in for a GPU that tests and benchmarks use
-    (`engine.simulated`).
+    it can't load. `hosted` says how to reach hosted engines (None: as the environment says).
+    `simulated[:options]` is the stand-in for a GPU that tests and benchmarks use (`engine.simulated`).
     """
     aliases = dict(aliases or {})
     engine = engine_for(model)
@@ -63,6 +70,10 @@ def load_backend(
             aliases=shared,
             diffusion_upscale=diffusion_upscale,
         )
+    elif scheme_of(model) == HOSTED_SCHEME:
+        from engine.backends.hosted import ENGINE as OPENAI
+
+        default = OPENAI.load(model, device=device, safety_checker=safety_checker, settings=hosted)
     else:
         default = engine.load(model, device=device, safety_checker=safety_checker)
     routed = {a: m for a, m in aliases.items() if a not in shared and m != model}
@@ -71,7 +82,11 @@ def load_backend(
 
     def load(other: str) -> Backend:
         return load_backend(
-            other, device=device, diffusion_upscale=diffusion_upscale, safety_checker=safety_checker
+            other,
+            device=device,
+            diffusion_upscale=diffusion_upscale,
+            safety_checker=safety_checker,
+            hosted=hosted,
         )
 
     return EngineRouter(default, model, routed, load=load)

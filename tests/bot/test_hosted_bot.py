@@ -4,6 +4,7 @@ U (local), V (edits endpoint), 🔄; refused parameters, a refused prompt, the l
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,8 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
+from bot.config import load_config
+from bot.services import load_engine
 from bot.store.models import Job, JobStatus, UsageEntry
 from fakediscord import FakeDiscord, MessageRecord
 from tests.bot.discord_fixtures import BotWorld, custom_id, imagine_grid, make_config, started_bot
@@ -149,3 +152,22 @@ async def test_quota_caps_hosted_images_per_day(
         assert answer.data["flags"] & 64
         assert answer.data["content"].startswith("You have used today's 6 hosted-engine images;")
         assert len(api.image_requests()) == 1
+
+
+async def test_the_key_and_base_url_may_come_from_the_bots_dotenv(
+    tmp_path: Path, api: FakeImagesAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY")
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(
+        f"IMAGINE_MODEL={MODEL}\nOPENAI_API_KEY={KEY}\nOPENAI_BASE_URL={api.base_url}\nIMAGINE_HOSTED_RETRIES=0\n"
+    )
+    config = load_config()
+    assert "sk-test" not in repr(config)  # a secret, kept out of logs
+    backend = await asyncio.to_thread(load_engine, config)
+    try:
+        assert backend.capabilities.engine == "OpenAI gpt-image-1"
+    finally:
+        await asyncio.to_thread(backend.close)
+    assert [r.endpoint for r in api.requests] == ["models"]
