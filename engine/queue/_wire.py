@@ -33,6 +33,7 @@ from engine.errors import (
     ImageFlagged,
     JobCancelled,
     OutOfMemoryError,
+    PromptRefused,
     QueueUnavailable,
 )
 from engine.types import GenerationRequest, GenerationResult, Progress
@@ -267,9 +268,13 @@ _ERRORS: dict[str, type[EngineError]] = {
 
 
 def error_fields(error: EngineError) -> dict[str, str]:
+    if isinstance(error, PromptRefused):  # the engine's words travel apart: its owner hears them privately
+        return {"error": "refused", "message": str(error), "engine": error.engine, "reason": error.reason}
     kind = next((name for name, cls in _ERRORS.items() if isinstance(error, cls)), "generation")
     return {"error": kind, "message": str(error)}
 
 
 def read_error(fields: Fields) -> EngineError:
+    if text(fields, "error") == "refused":
+        return PromptRefused(text(fields, "engine"), text(fields, "reason"))
     return _ERRORS.get(text(fields, "error"), GenerationError)(text(fields, "message"))
