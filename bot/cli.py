@@ -1,4 +1,4 @@
-"""The `imaginebot` console script: `run`, `imagine`, `migrate`, `worker`.
+"""The `imaginebot` console script: `run`, `imagine`, `migrate`, `worker`, `eval`.
 
 Each subcommand loads the configuration once and hands it to its entry point. A bad setting ends
 the program with one sentence and exit code 2, never a traceback.
@@ -34,6 +34,17 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--models", help="comma-separated model ids it serves (default: IMAGINE_MODEL and aliases)"
     )
+    evaluate = sub.add_parser("eval", help="measure models on the shapes prompts: FID, IS, prompt adherence")
+    evaluate.add_argument(
+        "--model", action="append", required=True, help="a model as IMAGINE_MODEL takes it, or `data`; repeat"
+    )
+    evaluate.add_argument("--prompts", type=Path, help="prompts file, one per line (default: shapes prompts)")
+    evaluate.add_argument("--n", type=int, default=200, help="images per model and aspect (default 200)")
+    evaluate.add_argument("--ar", action="append", help="aspect ratio like 3:2; repeat (default 1:1)")
+    evaluate.add_argument("--out", type=Path, default=Path("report"), help="report folder (default report/)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the prompts and grids (default 0)")
+    evaluate.add_argument("--inception-weights", type=Path, help="default: IMAGINE_INCEPTION_WEIGHTS")
+    evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -59,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bot.imagine_cli import main as imagine_main
 
         return imagine_main(config, args.prompt, args.output, quiet=args.quiet)
+    if args.command == "eval":
+        from bot.eval_cli import main as eval_main
+
+        return eval_main(config, args)
     _configure_logging(config.log_level)
     if args.command == "worker":
         from bot.worker_cli import main as worker_main

@@ -18,7 +18,9 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
+
+from tqdm import tqdm
 
 from bot.config import Config
 from bot.jobs import OPERATOR, JobCard, JobService, JobTicket
@@ -50,8 +52,6 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-
-_BAR_WIDTH = 28
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,31 +87,48 @@ def _make_folder(directory: Path) -> None:
 
 
 class ProgressBar:
-    """A one-line bar redrawn in place on a terminal stream: `[2/3] grid-2 [#####.....] 12/20`."""
+    """tqdm's bar on a terminal stream, one per job (`grid-2:  60%|██████    | 12/20 [00:03<00:02]`),
+    and one-line statuses (`loading model tiny …`, `grid waiting`) that the next line replaces."""
 
     def __init__(self, stream: TextIO, *, quiet: bool = False) -> None:
         self._stream = stream
         self._quiet = quiet
-        self._last = ""
+        self._bar: tqdm[Any] | None = None
+        self._showing: tuple[str, int | None] | None = None
+
+    def _open(self, text: str, total: int | None) -> tqdm[Any]:
+        self.done()
+        status = total is None
+        bar: tqdm[Any] = tqdm(
+            total=total,
+            desc=text,
+            file=self._stream,
+            unit="step",
+            leave=not status,  # a status line is cleared by whatever comes next; a finished bar stays
+            bar_format="{desc}" if status else None,
+            dynamic_ncols=True,
+        )
+        self._bar, self._showing = bar, (text, total)
+        return bar
 
     def show(self, text: str) -> None:
-        if self._quiet or text == self._last:
-            return
-        # Pad over the previous line so a shorter one leaves no tail behind.
-        self._stream.write("\r" + text.ljust(len(self._last)))
-        self._stream.flush()
-        self._last = text
+        """A status line with no steps, in place of whatever is showing."""
+        if not self._quiet and self._showing != (text, None):
+            self._open(text, None)
 
     def progress(self, label: str, progress: Progress) -> None:
-        filled = round(progress.fraction * _BAR_WIDTH)
-        bar = "#" * filled + "." * (_BAR_WIDTH - filled)
-        self.show(f"{label} [{bar}] {progress.step}/{progress.total}")
+        if self._quiet:
+            return
+        bar = self._bar
+        if bar is None or self._showing != (label, progress.total):
+            bar = self._open(label, progress.total)
+        bar.update(progress.step - bar.n)
 
     def done(self) -> None:
-        if self._last:
-            self._stream.write("\n")
-            self._stream.flush()
-            self._last = ""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+            self._showing = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,15 +96,26 @@ def test_one_request_writes_the_named_grid_and_many_write_numbered_grids(tmp_pat
         plan_outputs(tmp_path / "out.jpg", 1)
 
 
-def test_progress_bar_redraws_one_line_in_place() -> None:
+def test_progress_bar_is_tqdms_and_statuses_give_way_to_it() -> None:
     stream = io.StringIO()
     bar = ProgressBar(stream)
-    bar.progress("grid", Progress(step=5, total=10))
-    bar.show("grid x")
+    bar.show("loading model tiny …")
+    bar.show("grid waiting")
+    for step in range(1, 11):
+        bar.progress("grid", Progress(step=step, total=10))
     bar.done()
-    first, second = stream.getvalue().split("\r")[1:]
-    assert first == "grid [" + "#" * 14 + "." * 14 + "] 5/10"
-    assert second == "grid x".ljust(len(first)) + "\n"  # covers the longer line it replaces
+    text = stream.getvalue()
+    assert text.index("loading model tiny …") < text.index("grid waiting") < text.index("grid:")
+    last = text.rstrip("\n").split("\r")[-1]
+    assert last.startswith("grid: 100%|")  # tqdm's own bar, left standing when the job is done
+    assert "10/10" in last
+    assert text.endswith("\n")
+    quiet = io.StringIO()
+    silent = ProgressBar(quiet, quiet=True)
+    silent.show("loading")
+    silent.progress("grid", Progress(step=1, total=2))
+    silent.done()
+    assert quiet.getvalue() == ""
 
 
 # --- expected errors: one sentence, the right exit code, no traceback -------------------------
