@@ -7,6 +7,7 @@ a 404 JSON answer and are recorded in `state.unknown_routes` so a test can asser
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import json
 import logging
@@ -64,6 +65,8 @@ class Body:
 
     json: Any = None
     files: dict[int, Attachment] = field(default_factory=dict)
+    size: int = 0
+    """Bytes on the wire (the request's Content-Length, else what its parts held)."""
 
 
 @dataclass
@@ -149,7 +152,9 @@ class RestApi:
         path = request.path.removeprefix(API_PREFIX)
         method = request.method
         state = self.fake.state
+        received_at = time.monotonic()
         body = await self._read_body(request)
+        await self._uplink(received_at, body.size)
         try:
             response = await self._dispatch(request, method, path, body)
         except HttpError as exc:
@@ -163,7 +168,9 @@ class RestApi:
             log.exception("fake Discord crashed handling %s %s", method, path)
             state.internal_errors.append(f"{method} {path}: {exc!r}")
             response = json_response(error_body(0, f"fake Discord crashed: {exc!r}"), 400)
-        record = RequestRecord(method, path, response.status, time.monotonic(), body.json)
+        record = RequestRecord(
+            method, path, response.status, time.monotonic(), body.json, received_at, body.size
+        )
         state.requests.append(record)
         if response.status == 404 and not self._known(method, path):
             log.warning("fake Discord has no route for %s %s", method, path)
@@ -198,6 +205,14 @@ class RestApi:
         if expected is not None and request.headers.get("Authorization") != f"Bot {expected}":
             raise HttpError(401, error_body(0, "401: Unauthorized"))
 
+    async def _uplink(self, received_at: float, size: int) -> None:
+        """Hold the answer until `size` bytes could have crossed the configured uplink: loopback
+        delivers them at once, a home server's uplink does not."""
+        rate = self.fake.config.uplink_bytes_per_s
+        if rate is None or size <= 0:
+            return
+        await asyncio.sleep(max(0.0, received_at + size / rate - time.monotonic()))
+
     async def _read_body(self, request: web.Request) -> Body:
         if not request.can_read_body:
             return Body()
@@ -207,6 +222,7 @@ class RestApi:
             while (part := await reader.next()) is not None:
                 name = getattr(part, "name", None) or ""
                 data = await part.read()  # type: ignore[union-attr]
+                body.size += len(data)
                 if name == "payload_json":
                     body.json = json.loads(data)
                 elif match := re.fullmatch(r"files\[(\d+)\]", name):
@@ -215,9 +231,10 @@ class RestApi:
                     sent = part.headers.get("Content-Type", "application/octet-stream")
                     ctype = guess_content_type(filename) or sent
                     body.files[int(match[1])] = Attachment.of(bytes(data), filename, ctype)
+            body.size = max(body.size, request.content_length or 0)
             return body
         raw = await request.read()
-        return Body(json=json.loads(raw) if raw else None)
+        return Body(json=json.loads(raw) if raw else None, size=len(raw))
 
     # --- identity and application ----------------------------------------------------------------------
 

@@ -65,6 +65,9 @@ class FakeConfig:
     """The shard count `GET /gateway/bot` recommends (what discord.py runs without a `shard_count`)."""
     max_guilds_per_session: int = 2500
     """An IDENTIFY whose session would serve more guilds is closed with 4011 (Sharding required)."""
+    uplink_bytes_per_s: float | None = None
+    """If set, a REST request's body takes at least `bytes / this` seconds from its arrival to its
+    answer, as over a home server's uplink at that rate (off by default: loopback speed)."""
 
 
 def default_world() -> World:

@@ -331,7 +331,12 @@ class RequestRecord:
     path: str
     status: int
     at: float
+    """When it was answered (`time.monotonic()`)."""
     body: Any = None
+    received_at: float | None = None
+    """When its headers arrived, before its body was read: where an upload starts."""
+    body_bytes: int = 0
+    """The size of its body as sent (multipart framing included when known)."""
 
 
 @dataclass(repr=False)
