@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from engine.tiny.data import COLOURS, COUNT_WORDS, POSITIONS, SHAPES, SIZES, Scene, Shape, draw
+from engine.tiny.data import COLOURS, COUNT_WORDS, POSITIONS, SHAPES, SIZES, Scene, Shape, draw, random_scene
 
 __all__ = [
     "BACKGROUNDS",
@@ -22,6 +22,7 @@ __all__ = [
     "Labels",
     "draw_labels",
     "draw_scene",
+    "one_group_scene",
     "parse_prompt",
     "prompt_for",
     "shapes_prompts",
@@ -96,6 +97,14 @@ def parse_prompt(text: str) -> Labels | None:
         if match is not None:
             return Labels(match["background"], match["kind"], match["colour"])
     return None
+
+
+def one_group_scene(rng: random.Random) -> Scene:
+    """A random dataset scene with one group of shapes (the scenes whose labels are known)."""
+    while True:
+        scene = random_scene(rng)
+        if len(scene.groups) == 1:
+            return scene
 
 
 def draw_labels(labels: Labels, rng: random.Random, *, width: int = 64, height: int = 64) -> Image.Image:

@@ -17,9 +17,8 @@ from PIL import Image
 from engine.backend import Backend
 from engine.evaluation._adherence import Adherence, adherence
 from engine.evaluation._data import DATA, DataBackend, data_size
-from engine.evaluation._grammar import draw_labels, draw_scene, parse_prompt
+from engine.evaluation._grammar import draw_labels, draw_scene, one_group_scene, parse_prompt
 from engine.evaluation._metrics import SHAPES_METRICS, Metrics, fidelity
-from engine.tiny.data import Scene, random_scene
 from engine.types import GRID_SIZE, GenerationRequest, Progress
 
 __all__ = ["REFERENCE_SALT", "Row", "Sample", "evaluate", "load_model_backend", "reference_images"]
@@ -69,13 +68,6 @@ def load_model_backend(model: str, *, device: str = "auto") -> Backend:
     return load_backend(model, device=device, safety_checker="none")
 
 
-def _one_group(rng: random.Random) -> Scene:
-    while True:
-        scene = random_scene(rng)
-        if len(scene.groups) == 1:
-            return scene
-
-
 def reference_images(prompts: Sequence[str], aspect: tuple[int, int]) -> list[Image.Image]:
     """The dataset's pictures FID compares with, one per prompt: the prompt's labels where it parses,
     else any one-group scene; drawn at the dataset's size for `aspect`."""
@@ -85,7 +77,7 @@ def reference_images(prompts: Sequence[str], aspect: tuple[int, int]) -> list[Im
         rng = random.Random(f"{REFERENCE_SALT}:{index}")
         labels = parse_prompt(prompt)
         if labels is None:
-            images.append(draw_scene(_one_group(rng), rng, width=width, height=height))
+            images.append(draw_scene(one_group_scene(rng), rng, width=width, height=height))
         else:
             images.append(draw_labels(labels, rng, width=width, height=height))
     return images

@@ -22,9 +22,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from engine.evaluation._grammar import BACKGROUNDS, KINDS, SHAPE_COLOURS, draw_scene
+from engine.evaluation._grammar import BACKGROUNDS, KINDS, SHAPE_COLOURS, draw_scene, one_group_scene
 from engine.evaluation._network import WEIGHTS, ShapesNet, to_tensor
-from engine.tiny.data import Scene, random_scene
+from engine.tiny.data import Scene
 
 __all__ = ["TrainConfig", "held_out_accuracy", "main", "sample", "train"]
 
@@ -40,13 +40,6 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     log_every: int = 100
-
-
-def _one_group(rng: random.Random) -> Scene:
-    while True:
-        scene = random_scene(rng)
-        if len(scene.groups) == 1:
-            return scene
 
 
 def _targets(scenes: list[Scene]) -> torch.Tensor:
@@ -73,7 +66,7 @@ def sample(
         short = rng.randint(40, 96)
         long = round(short * rng.choice(ASPECTS))
         width, height = (long, short) if rng.random() < 0.5 else (short, long)
-    scenes = [_one_group(rng) for _ in range(count)]
+    scenes = [one_group_scene(rng) for _ in range(count)]
     pixels = to_tensor([draw_scene(scene, rng, width=width, height=height) for scene in scenes])
     return pixels, _targets(scenes)
 
