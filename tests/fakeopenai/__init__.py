@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -68,6 +69,9 @@ class Recorded:
     params: dict[str, Any]
     images: list[Image.Image] = field(default_factory=list)
     at: float = 0.0
+    """When it arrived (`time.monotonic()`)."""
+    done: float = 0.0
+    """When the fake had answered it (the last byte written)."""
 
 
 class _Refusal(Exception):
@@ -161,7 +165,8 @@ class FakeImagesAPI:
         try:
             self._authorised(request)
             params, inputs = await (self._json(request) if endpoint == "generations" else self._form(request))
-            self.requests.append(Recorded(endpoint, params, inputs, at=arrived))
+            record = Recorded(endpoint, params, inputs, at=arrived)
+            self.requests.append(record)
             n, size, stream, partials = self._check(endpoint, params, inputs)
             if self._failures:
                 status, retry_after = self._failures.pop(0)
@@ -183,14 +188,19 @@ class FakeImagesAPI:
                 )
         except _Refusal as refusal:
             return _error(refusal)
-        if self.delay_s:
-            await asyncio.sleep(self.delay_s)
         width, height = (1024, 1024) if size == "auto" else (int(v) for v in size.split("x"))
         prompt = str(params["prompt"])
         source = inputs[0] if inputs else None
         quality = str(params.get("quality", "auto"))
+        # The pictures are drawn while the "model works" (`delay_s`), so the answer takes that long
+        # whenever drawing them is quicker.
+        drawing = asyncio.create_task(
+            asyncio.to_thread(_pictures, prompt, n, partials if stream else 0, (width, height), source)
+        )
+        await asyncio.sleep(self.delay_s)
+        finals, blurry = await drawing
         if not stream:
-            data = [{"b64_json": _b64(_draw(prompt, i, width, height, source))} for i in range(n)]
+            data = [{"b64_json": final} for final in finals]
             body = {
                 "created": int(time.time()),
                 "data": data,
@@ -200,19 +210,23 @@ class FakeImagesAPI:
                 "size": f"{width}x{height}",
                 "usage": _usage(n),
             }
-            return web.json_response(body)
-        return await self._stream(request, endpoint, prompt, n, partials, (width, height), quality, source)
+            answer = web.json_response(body)
+            await answer.prepare(request)
+            await answer.write_eof()
+            record.done = time.monotonic()
+            return answer
+        streamed = await self._stream(request, endpoint, finals, blurry, (width, height), quality)
+        record.done = time.monotonic()
+        return streamed
 
     async def _stream(
         self,
         request: web.Request,
         endpoint: str,
-        prompt: str,
-        n: int,
-        partials: int,
+        finals: list[str],
+        blurry: list[list[str]],
         size: tuple[int, int],
         quality: str,
-        source: Image.Image | None,
     ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
@@ -224,23 +238,13 @@ class FakeImagesAPI:
             "size": f"{size[0]}x{size[1]}",
             "created_at": int(time.time()),
         }
-        for index in range(n):
-            for partial in range(partials):
+        for final_b64, partials_b64 in zip(finals, blurry, strict=True):
+            for partial, partial_b64 in enumerate(partials_b64):
                 await asyncio.sleep(self.partial_delay_s)
-                blurry = (
-                    _draw(prompt, index, *size, source).resize((size[0] // 16, size[1] // 16)).resize(size)
-                )
-                event = {
-                    "type": f"{kind}.partial_image",
-                    "b64_json": _b64(blurry),
-                    "partial_image_index": partial,
-                }
+                event = {"type": f"{kind}.partial_image", "b64_json": partial_b64}
+                event["partial_image_index"] = partial
                 await _send(response, event["type"], {**common, **event})
-            final = {
-                "type": f"{kind}.completed",
-                "b64_json": _b64(_draw(prompt, index, *size, source)),
-                "usage": _usage(1),
-            }
+            final = {"type": f"{kind}.completed", "b64_json": final_b64, "usage": _usage(1)}
             await _send(response, final["type"], {**common, **final})
         await response.write_eof()
         return response
@@ -384,6 +388,35 @@ def _draw(prompt: str, index: int, width: int, height: int, source: Image.Image 
     cy = height // 4 if index < 2 else 3 * height // 4
     draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=_colour(prompt, index + 1))
     return base
+
+
+def _pictures(
+    prompt: str, n: int, partials: int, size: tuple[int, int], source: Image.Image | None
+) -> tuple[list[str], list[list[str]]]:
+    """The `n` finished pictures and, for each, `partials` blurry earlier looks, base64-encoded PNGs.
+
+    Pictures of a prompt alone are drawn once (the fake's drawing is not what a benchmark measures)."""
+    if source is None:
+        return _drawn(prompt, n, partials, size)
+    return _draw_pictures(prompt, n, partials, size, source)
+
+
+@functools.lru_cache(maxsize=32)
+def _drawn(prompt: str, n: int, partials: int, size: tuple[int, int]) -> tuple[list[str], list[list[str]]]:
+    return _draw_pictures(prompt, n, partials, size, None)
+
+
+def _draw_pictures(
+    prompt: str, n: int, partials: int, size: tuple[int, int], source: Image.Image | None
+) -> tuple[list[str], list[list[str]]]:
+    finals: list[str] = []
+    blurry: list[list[str]] = []
+    for index in range(n):
+        picture = _draw(prompt, index, *size, source)
+        finals.append(_b64(picture))
+        small = picture.resize((size[0] // 16, size[1] // 16))
+        blurry.append([_b64(small.resize(size))] * partials)
+    return finals, blurry
 
 
 def _b64(image: Image.Image) -> str:

@@ -162,7 +162,7 @@ class OpenAIImagesBackend:
         if request.mode is Mode.UPSCALE:
             return self._upscale(request, began)
         size = self.spec.profile.size_for(request.aspect_ratio)
-        previews: queue.SimpleQueue[Image.Image] = queue.SimpleQueue()
+        previews: queue.SimpleQueue[str] = queue.SimpleQueue()
         images = self._wait(self._grid(request, size, previews), previews, on_progress, cancelled, began)
         # The model's nearest size, cropped to the shape asked for: the grid keeps the prompt's ratio.
         images = [_crop_to(image, request.aspect_ratio) for image in images]
@@ -193,7 +193,7 @@ class OpenAIImagesBackend:
     def _wait(
         self,
         work: Coroutine[Any, Any, list[Image.Image]],
-        previews: queue.SimpleQueue[Image.Image],
+        previews: queue.SimpleQueue[str],
         on_progress: ProgressCallback,
         cancelled: threading.Event,
         began: float,
@@ -212,9 +212,10 @@ class OpenAIImagesBackend:
             latest = None
             while not previews.empty():
                 latest, shown = previews.get(), shown + 1
-            if latest is not None:
-                latest.thumbnail((_PREVIEW_SIDE, _PREVIEW_SIDE))
-                on_progress(Progress(step=min(shown, total - 1), total=total, preview=latest))
+            if latest is not None:  # only the newest partial image is decoded: it is the one shown
+                preview = _decode(latest)
+                preview.thumbnail((_PREVIEW_SIDE, _PREVIEW_SIDE))
+                on_progress(Progress(step=min(shown, total - 1), total=total, preview=preview))
             elif not self.spec.profile.stream:
                 # No partial images: the message shows how long it has been (total 0 = elapsed seconds).
                 on_progress(Progress(step=int(time.monotonic() - began), total=0))
@@ -246,7 +247,7 @@ class OpenAIImagesBackend:
         return GenerationError(f"{engine} could not make this: {_reason(exc)}")
 
     async def _grid(
-        self, request: GenerationRequest, size: tuple[int, int], previews: queue.SimpleQueue[Image.Image]
+        self, request: GenerationRequest, size: tuple[int, int], previews: queue.SimpleQueue[str]
     ) -> list[Image.Image]:
         """`request.count` images: one call with `n` where the model allows it, else calls at once."""
         per_call = self.spec.profile.max_n
@@ -288,7 +289,7 @@ class OpenAIImagesBackend:
         request: GenerationRequest,
         size: tuple[int, int],
         n: int,
-        previews: queue.SimpleQueue[Image.Image],
+        previews: queue.SimpleQueue[str],
     ) -> list[Image.Image]:
         arguments = self._arguments(request, size, n)
         images = self._client.images
@@ -304,7 +305,7 @@ class OpenAIImagesBackend:
         stream = await call(**arguments)
         async for event in stream:
             if event.type.endswith(".partial_image"):
-                previews.put(await asyncio.to_thread(_decode, event.b64_json))
+                previews.put(event.b64_json)
             elif event.type.endswith(".completed"):
                 finished.append(await asyncio.to_thread(_decode, event.b64_json))
         return finished

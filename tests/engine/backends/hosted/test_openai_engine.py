@@ -81,7 +81,7 @@ async def test_q_maps_to_the_models_quality_levels(api: FakeImagesAPI, q: float,
 
 async def test_a_model_limited_to_n_1_gets_four_calls_at_once(api: FakeImagesAPI) -> None:
     api.models["one-at-a-time"] = ModelRules(max_n=1)
-    api.delay_s = 0.6
+    api.delay_s = 1.5
     backend = await load("openai:one-at-a-time,max_n=1,stream=false")
     try:
         began = time.monotonic()
@@ -91,8 +91,9 @@ async def test_a_model_limited_to_n_1_gets_four_calls_at_once(api: FakeImagesAPI
         await asyncio.to_thread(backend.close)
     calls = api.image_requests()
     assert [call.params["n"] for call in calls] == [1, 1, 1, 1]
-    assert max(c.at for c in calls) - min(c.at for c in calls) < 0.3, "the four calls should start together"
-    assert took < 2 * api.delay_s, f"four concurrent 0.6 s calls took {took:.2f} s"
+    assert max(c.at for c in calls) - min(c.at for c in calls) < 0.5, "the four calls should start together"
+    # One after another they would take 4 x 1.5 s; margin for a busy shared CPU.
+    assert took < 2.5 * api.delay_s, f"four concurrent 1.5 s calls took {took:.2f} s"
     assert len(result.images) == 4
     # No partial images without streaming: progress is the elapsed time (total 0).
     assert events
@@ -184,15 +185,13 @@ async def test_429_is_retried_after_the_servers_retry_after(api: FakeImagesAPI) 
     api.fail_next(429, retry_after=1)
     backend = await load()
     try:
-        began = time.monotonic()
         result, _ = await run(backend, GenerationRequest(prompt="patience"))
-        took = time.monotonic() - began
     finally:
         await asyncio.to_thread(backend.close)
     first, second = api.image_requests()
+    # The client's own first back-off is 0.375-0.5 s; a full second is the server's Retry-After.
     assert second.at - first.at >= 0.95, "the retry should wait the Retry-After second"
     assert len(result.images) == 4
-    assert took < 5
 
 
 async def test_429_after_every_retry_is_a_clear_failure(
@@ -235,7 +234,7 @@ async def test_a_slow_answer_times_out_as_a_job_failure(
         began = time.monotonic()
         with pytest.raises(GenerationError, match="did not answer in time"):
             await run(backend, GenerationRequest(prompt="slow"))
-        assert time.monotonic() - began < 2
+        assert time.monotonic() - began < 2.5  # the answer would take 3 s
     finally:
         await asyncio.to_thread(backend.close)
 
@@ -249,7 +248,7 @@ async def test_a_cancel_stops_the_calls_in_flight(api: FakeImagesAPI) -> None:
         began = time.monotonic()
         with pytest.raises(JobCancelled):
             await run(backend, GenerationRequest(prompt="never mind"), cancelled=cancelled)
-        assert time.monotonic() - began < 1.5
+        assert time.monotonic() - began < 3  # the answer would take 5 s
     finally:
         await asyncio.to_thread(backend.close)
 
