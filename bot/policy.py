@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from engine.backend import Capabilities
+from engine.types import Mode
 
 if TYPE_CHECKING:
     from bot.prompt import Request
@@ -38,6 +39,7 @@ __all__ = [
     "QuotaScope",
     "TooManyJobs",
     "Usage",
+    "billed_images",
     "check_banned_words",
     "check_button_press",
     "check_channel",
@@ -309,6 +311,12 @@ def given_parameters(request: Request) -> list[str]:
         "sampler": request.sampler is not None,
     }
     return [name for name, set_ in given.items() if set_]
+
+
+def billed_images(mode: Mode, count: int, capabilities: Capabilities) -> int:
+    """How many images a job has a paid API make (what `/quota` images per day counts): all of them on a
+    hosted engine, but none for an upscale, which every engine here resamples locally."""
+    return count if capabilities.hosted and mode is not Mode.UPSCALE else 0
 
 
 def check_engine_honours(request: Request, capabilities: Capabilities) -> None:

@@ -42,11 +42,11 @@ class JobFollower:
         presenter: Presenter,
         clock: Callable[[], datetime],
         previews_everywhere: bool = True,
-        hosted: Callable[[str | None], bool] = lambda alias: False,
+        hosted: Callable[[GenerationRequest], bool] = lambda request: False,
     ) -> None:
         """`previews_everywhere`: False when images are safety-checked, since previews are not: they
         are then shown only where flagged images may be (`GenerationRequest.allow_flagged_input`).
-        `hosted(alias)`: a paid API makes that model's images (the ledger counts them apart)."""
+        `hosted(request)`: a paid API makes the job's images (the ledger counts them apart)."""
         self.hosted = hosted
         self.db = db
         self.config = config
@@ -148,7 +148,7 @@ class JobFollower:
                 model=result.model,
                 grid_path=self._relative(saved.attachment),
                 flagged=result.any_flagged,
-                hosted=self.hosted(request.model),
+                hosted=self.hosted(request),
                 attempt=attempt,
                 now=self._clock(),
             )

@@ -29,6 +29,7 @@ from bot.jobs.types import OPERATOR, ButtonAction, JobCard, JobTicket, Presenter
 from bot.policy import (
     FlaggedImages,
     Limits,
+    billed_images,
     check_button_press,
     check_engine_honours,
     day_window,
@@ -111,9 +112,12 @@ class JobService:
             presenter=presenter,
             clock=self._clock,
             previews_everywhere=not self.safety_checked,
-            hosted=lambda alias: self.capabilities(alias).hosted,
+            hosted=lambda request: self._billed(request) > 0,
         )
         return await self._recover() if recover else (0, 0)
+
+    def _billed(self, request: GenerationRequest) -> int:
+        return billed_images(request.mode, request.count, self.capabilities(request.model))
 
     # --- new jobs -------------------------------------------------------------------------
 
@@ -289,7 +293,7 @@ class JobService:
     async def _submit(self, who: Requester, text: str | None, planned: Sequence[Planned]) -> list[JobTicket]:
         """Check the policy and store the jobs in one transaction, then queue them, all or none."""
         async with self.db.session(urgent=True) as session:
-            hosted = sum(job.request.count for job in planned if self.capabilities(job.request.model).hosted)
+            hosted = sum(self._billed(job.request) for job in planned)
             limits = await admit(
                 session,
                 who,

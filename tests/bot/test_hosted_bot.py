@@ -78,8 +78,11 @@ async def test_grid_with_previews_then_u_v_and_reroll(
         edit = api.image_requests()[-1]
         assert edit.endpoint == "edits"
         assert edit.params["size"] == "1536x1024"
-        cell_two = picture.crop((picture.width // 2, 0, picture.width, picture.height // 2))
-        assert edit.images[0].size == cell_two.size
+        grid_job = (await _jobs(world))[0]
+        kept = next(image for image in grid_job.images if image.index == 2)
+        with Image.open(world.config.data_dir / kept.path) as opened:
+            cell_two = opened.convert("RGB")
+        assert edit.images[0].size == cell_two.size == (picture.width // 2, picture.height // 2)
         assert edit.images[0].tobytes() == cell_two.tobytes()
 
         # 🔄: a new grid from a new generations call.
@@ -94,9 +97,10 @@ async def test_grid_with_previews_then_u_v_and_reroll(
         assert all(job.status is JobStatus.SUCCEEDED for job in jobs)
         async with world.bot.db.session() as session:
             ledger = (await session.scalars(select(UsageEntry).order_by(UsageEntry.at))).all()
+        # The upscale was resampled here: an image made, none billed.
         assert [(entry.images, entry.hosted) for entry in ledger] == [
             (4, True),
-            (1, True),
+            (1, False),
             (4, True),
             (4, True),
         ]

@@ -13,6 +13,7 @@ from bot.policy import (
     QuotaRuleSpec,
     QuotaScope,
     Usage,
+    billed_images,
     check_engine_honours,
     check_quota,
     given_parameters,
@@ -20,6 +21,7 @@ from bot.policy import (
 )
 from bot.prompt import parse
 from engine.backend import PARAMETERS, Capabilities
+from engine.types import Mode
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 HOSTED = Capabilities("OpenAI gpt-image-1", frozenset({"aspect", "quality"}), edits=False, hosted=True)
@@ -70,6 +72,13 @@ def test_a_member_default_counts_as_given() -> None:
     (request,) = parse("a cat", defaults={"stylize": "250"})
     with pytest.raises(EngineCannotHonour, match="`--stylize`"):
         check_engine_honours(request, HOSTED)
+
+
+def test_billed_images_are_a_hosted_engines_except_upscales() -> None:
+    assert billed_images(Mode.TEXT, 4, HOSTED) == 4
+    assert billed_images(Mode.VARIATION, 4, HOSTED) == 4
+    assert billed_images(Mode.UPSCALE, 1, HOSTED) == 0
+    assert billed_images(Mode.TEXT, 4, GAN) == 0
 
 
 def test_hosted_images_per_day_are_capped_and_other_jobs_are_not() -> None:
