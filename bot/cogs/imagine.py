@@ -106,10 +106,11 @@ class ImagineCog(commands.Cog):
     ) -> None:
         pictures = [image1, image2, image3, image4, image5]
         links = self._links(pictures)
-        # No words: the pictures are all there is to follow, so they count twice the default.
-        await self._start(
-            interaction, f"--ar {BLEND_DIMENSIONS[dimensions]} --iw {BLEND_IMAGE_WEIGHT:g}", links
-        )
+        # No words: the pictures are all there is to follow, so they count twice the default, on an
+        # engine that can weigh them (a hosted one takes them as they are).
+        weigh = "iw" in self.bot.jobs.capabilities(None).honours
+        weight = f" --iw {BLEND_IMAGE_WEIGHT:g}" if weigh else ""
+        await self._start(interaction, f"--ar {BLEND_DIMENSIONS[dimensions]}{weight}", links)
 
 
 async def setup(bot: ImagineBot) -> None:

@@ -175,3 +175,43 @@ async def test_the_key_and_base_url_may_come_from_the_bots_dotenv(
     finally:
         await asyncio.to_thread(backend.close)
     assert [r.endpoint for r in api.requests] == ["models"]
+
+
+def _png(colour: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (96, 64), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+async def test_image_prompts_and_blend_go_through_the_edits_endpoint(
+    fake_discord: FakeDiscord, tmp_path: Path, api: FakeImagesAPI
+) -> None:
+    fake = fake_discord
+    config = make_config(tmp_path, model=MODEL, fetch_allow_hosts=f"127.0.0.1:{fake.port}")
+    red, blue = fake.upload(_png((220, 20, 20)), "red.png"), fake.upload(_png((20, 20, 220)), "blue.png")
+    async with started_bot(fake, config, None) as world:
+        before = {m.id for m in fake.messages_in(fake.channel)}
+        started = await fake.slash("imagine", {"prompt": "a red kite --ar 3:2", "image": red})
+        await started.response(timeout=3)
+        await fake.wait_for_message(lambda m: m.id not in before and len(m.custom_ids()) == 9, timeout=30)
+        await world.jobs.wait_idle()
+        (call,) = api.image_requests()
+        assert (call.endpoint, call.params["size"], call.params["prompt"]) == (
+            "edits",
+            "1536x1024",
+            "a red kite",
+        )
+        start = call.images[0]
+        assert start.width / start.height == pytest.approx(3 / 2, abs=0.01)  # fitted to --ar 3:2 by the bot
+        assert start.getpixel((start.width // 2, start.height // 2))[0] > 150  # the red picture
+
+        # /blend: no --iw for an engine that can't weigh pictures; the blend is the edit's input.
+        before = {m.id for m in fake.messages_in(fake.channel)}
+        started = await fake.slash("blend", {"image1": red, "image2": blue, "dimensions": "portrait"})
+        await started.response(timeout=3)
+        await fake.wait_for_message(lambda m: m.id not in before and len(m.custom_ids()) == 9, timeout=30)
+        await world.jobs.wait_idle()
+        blend = api.image_requests()[-1]
+        assert (blend.endpoint, blend.params["size"]) == ("edits", "1024x1536")
+        # The API requires a prompt; a blend has no words, so the engine says what to do with the picture.
+        assert blend.params["prompt"] == "An image made from this picture: its subject, palette and layout."

@@ -173,6 +173,8 @@ class OpenAIImagesBackend:
             extra["quality"] = quality
         if request.mode is not Mode.TEXT:
             extra["mode"] = f"{request.mode.value} through the edits endpoint"
+            if _instruction(request) != request.prompt:
+                extra["prompt sent"] = _instruction(request)
             if request.parent:
                 extra["parent"] = request.parent
         return GenerationResult(
@@ -264,7 +266,7 @@ class OpenAIImagesBackend:
         profile = self.spec.profile
         arguments: dict[str, Any] = {
             "model": self.spec.model,
-            "prompt": request.prompt,
+            "prompt": _instruction(request),
             "n": n,
             "size": f"{size[0]}x{size[1]}",
         }
@@ -359,6 +361,17 @@ class OpenAIImagesBackend:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         self._loop.close()
+
+
+_WORDLESS = {
+    Mode.IMAGE: "An image made from this picture: its subject, palette and layout.",
+    Mode.VARIATION: "A variation of this image.",
+}
+"""What the API is told when the member gave pictures but no words (`/blend`): it requires a prompt."""
+
+
+def _instruction(request: GenerationRequest) -> str:
+    return request.prompt if request.prompt.strip() else _WORDLESS.get(request.mode, request.prompt)
 
 
 def _reason(exc: openai.APIError) -> str:
