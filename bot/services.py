@@ -19,6 +19,7 @@ from bot.store.db import Database
 from bot.store.migrate import upgrade
 from bot.store.queries import MAX_ATTEMPTS
 from engine.backend import Backend, Capabilities
+from engine.errors import ModelLoadError
 from engine.queue import JobQueue, LocalQueue, RemoteQueue
 from engine.types import GenerationRequest
 
@@ -102,7 +103,13 @@ def capabilities_of(config: Config, default: Capabilities, alias: str | None) ->
     from engine.backends import capabilities
 
     model = model_of(config, GenerationRequest(prompt="", model=alias))
-    return default if model == config.model else capabilities(model)
+    if model == config.model:
+        return default
+    try:
+        return capabilities(model)
+    except ModelLoadError as exc:  # an alias no engine here serves (removed since): its job fails anyway
+        log.warning("no engine for the model %r of alias %r: %s", model, alias, exc)
+        return Capabilities(model, edits=False, image_prompts=False)
 
 
 @contextlib.asynccontextmanager
