@@ -105,6 +105,8 @@ class Config(BaseSettings):
 
     # --- Discord presentation -------------------------------------------------------------
     progress_interval_s: float = Field(default=2.0, ge=0.5)
+    discord_image_format: Literal["webp", "jpeg", "png"] = "webp"
+    """The grid posted to Discord (recipe in EXIF UserComment for WebP/JPEG); the data dir keeps PNGs."""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     health_interval_s: float = Field(default=600.0, ge=0)

@@ -165,6 +165,8 @@ class TerminalPresenter:
         self.bar.done()
         output = self._outputs[card.job_id]
         try:
+            if saved.written is not None:  # the job's files are being written as it is shown
+                await saved.written
             written = await asyncio.to_thread(_place, saved, output.plan)
         except OSError as exc:
             print(

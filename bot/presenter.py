@@ -9,6 +9,7 @@ posted again.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -61,6 +62,13 @@ async def with_retries(
             log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")
+
+
+def _result_file(saved: SavedImages, *, spoiler: bool) -> discord.File:
+    """The posted file: from memory when the job has just made it (it may not be on disk yet)."""
+    if saved.upload is None:
+        return render.attachment_file(saved.attachment, spoiler=spoiler)
+    return discord.File(io.BytesIO(saved.upload.data), filename=saved.attachment.name, spoiler=spoiler)
 
 
 class DiscordPresenter:
@@ -146,7 +154,7 @@ class DiscordPresenter:
                 card,
                 lambda: {
                     "content": render.result_content(card),
-                    "attachments": [render.attachment_file(saved.attachment, spoiler=card.spoiler)],
+                    "attachments": [_result_file(saved, spoiler=card.spoiler)],
                     "view": result_view(card, edits=self.capabilities(card.model).edits),
                 },
             )

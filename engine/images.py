@@ -1,9 +1,10 @@
 """Grids, cells and files: the 2×2 grid, cropping a cell back out, and encoding with the recipe.
 
 Every image we write carries its generation recipe in the format AUTOMATIC1111 writes (a PNG
-text chunk named `parameters`; EXIF UserComment for the lossy fallback), so the tools people
-already use (A1111's "PNG Info", ComfyUI, image browsers) read it. Encoding is CPU work, so the
-async entry point runs it in worker threads and the event loop keeps serving the queue.
+text chunk named `parameters`; EXIF UserComment in the WebP or JPEG posted to Discord), so the tools
+people already use (A1111's "PNG Info", ComfyUI, sd-parsers, image browsers) read it. Encoding is CPU
+work, so the async entry points run it in worker threads and the event loop keeps serving the queue:
+the file to post first, on a thread of its own, then the PNGs kept on disk.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import asyncio
 import io
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+import sys
+from collections.abc import Awaitable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, replace
+from enum import StrEnum
 from pathlib import Path
-from typing import TypeVar
 
 from PIL import Image, PngImagePlugin
 
@@ -28,12 +29,15 @@ __all__ = [
     "DEFAULT_ATTACHMENT_LIMIT",
     "Attachment",
     "ImageError",
+    "ImageFormat",
+    "JobImages",
     "SavedImages",
     "crop_cell",
     "encode_png",
     "fit_attachment",
     "format_parameters",
     "make_grid",
+    "prepare_job_images",
     "read_recipe",
     "recipe_text",
     "sampler_label",
@@ -48,12 +52,13 @@ DEFAULT_ATTACHMENT_LIMIT = 10 * 1024 * 1024
 PARAMETERS_KEY = "parameters"
 """The PNG text chunk A1111 writes its recipe to."""
 
-T = TypeVar("T")
-
 _GRID_COLUMNS = 2
 _PNG_COMPRESS_LEVEL = 1
 """zlib level 1: on smooth 512x512 images about 4x faster than Pillow's default 6, files ~15% larger."""
 _LOSSY_QUALITIES = (90, 80, 70, 60, 50, 40)
+_WEBP_METHOD = 0
+"""libwebp's fastest method: on a 1024² grid of diffusion-like content ~3× faster than method 4 for
+~10% more bytes (bench/post_gpu_latency.py); the attachment is on the critical path."""
 _MIN_FALLBACK_SIDE = 64
 _EXIF_IFD = 0x8769
 _USER_COMMENT = 0x9286
@@ -71,6 +76,23 @@ _A1111_SAMPLERS = {
     "unipc": "UniPC",
     "lcm": "LCM",
 }
+
+
+class ImageFormat(StrEnum):
+    """The format of the file posted to Discord (`IMAGINE_DISCORD_IMAGE_FORMAT`); the files on disk
+    are PNG whatever it is."""
+
+    WEBP = "webp"
+    JPEG = "jpeg"
+    PNG = "png"
+
+    @property
+    def extension(self) -> str:
+        return "jpg" if self is ImageFormat.JPEG else self.value
+
+
+_FIRST_QUALITY = {ImageFormat.WEBP: 90, ImageFormat.JPEG: 92}
+"""Where lossy encoding starts: no visible loss on diffusion output, ~8× fewer bytes than PNG."""
 
 
 class ImageError(EngineError, ValueError):
@@ -95,7 +117,11 @@ class SavedImages:
     grid: Path | None
     images: tuple[Path, ...]
     attachment: Path
-    """The file to upload: the grid (or the single image), or its lossy copy when that is over the limit."""
+    """The file to upload: the grid (or the single image) in the Discord format, or the PNG itself."""
+    upload: Attachment | None = None
+    """The attachment's bytes still in memory (post these rather than read the file back), or None."""
+    written: Awaitable[object] | None = None
+    """Completes once every file above is on disk; None when they already are."""
 
 
 # --- grid -----------------------------------------------------------------------------------
@@ -260,37 +286,61 @@ def encode_png(image: Image.Image, recipe: str) -> bytes:
 
 
 def _recipe_exif(recipe: str) -> Image.Exif:
+    # As A1111 writes it for WebP and JPEG (piexif's "unicode" UserComment): what its PNG Info tab,
+    # sd-parsers and image browsers read back.
     exif = Image.Exif()
     exif.get_ifd(_EXIF_IFD)[_USER_COMMENT] = _UNICODE_PREFIX + recipe.encode("utf-16-be")
     return exif
 
 
-def _encode_lossy(image: Image.Image, recipe: str, quality: int) -> bytes:
+def _encode_lossy(image: Image.Image, recipe: str, image_format: ImageFormat, quality: int) -> bytes:
     buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="WEBP", quality=quality, method=4, exif=_recipe_exif(recipe))
+    rgb = image.convert("RGB")
+    if image_format is ImageFormat.JPEG:
+        rgb.save(buffer, format="JPEG", quality=quality, exif=_recipe_exif(recipe))
+    else:
+        rgb.save(buffer, format="WEBP", quality=quality, method=_WEBP_METHOD, exif=_recipe_exif(recipe))
     return buffer.getvalue()
 
 
 def fit_attachment(
-    image: Image.Image, recipe: str, limit_bytes: int = DEFAULT_ATTACHMENT_LIMIT
+    image: Image.Image,
+    recipe: str,
+    limit_bytes: int = DEFAULT_ATTACHMENT_LIMIT,
+    image_format: ImageFormat = ImageFormat.PNG,
+    *,
+    png: bytes | None = None,
 ) -> Attachment:
-    """PNG if it fits under `limit_bytes`, else WebP at falling quality (then smaller) until it does."""
-    png = encode_png(image, recipe)
-    if len(png) <= limit_bytes:
-        return Attachment(png, "png")
+    """The file to post, with the recipe in it: `image_format` at its usual quality; over
+    `limit_bytes`, lossy (WebP for a PNG) at falling quality, then smaller, until it fits.
+
+    `png`: the image already encoded by `encode_png`, so a PNG attachment is not encoded twice.
+    """
+    if image_format is ImageFormat.PNG:
+        data = png if png is not None else encode_png(image, recipe)
+        if len(data) <= limit_bytes:
+            return Attachment(data, "png")
+        lossy, first = ImageFormat.WEBP, None
+    else:
+        lossy, first = image_format, _FIRST_QUALITY[image_format]
+        data = _encode_lossy(image, recipe, lossy, first)
+        if len(data) <= limit_bytes:
+            return Attachment(data, lossy.extension)
     candidate = image
     while min(candidate.size) >= _MIN_FALLBACK_SIDE:
         for quality in _LOSSY_QUALITIES:
-            data = _encode_lossy(candidate, recipe, quality)
+            if candidate is image and first is not None and quality >= first:
+                continue  # tried already
+            data = _encode_lossy(candidate, recipe, lossy, quality)
             if len(data) <= limit_bytes:
-                return Attachment(data, "webp")
+                return Attachment(data, lossy.extension)
         # Even the lowest quality is too big: shrink, since a smaller picture beats none at all.
         candidate = candidate.resize(
             (candidate.width * 3 // 4, candidate.height * 3 // 4), Image.Resampling.LANCZOS
         )
     raise ImageError(
-        f"A {image.width}x{image.height} image does not fit in {limit_bytes} bytes even as a small WebP; "
-        "raise IMAGINE_ATTACHMENT_LIMIT_MB."
+        f"A {image.width}x{image.height} image does not fit in {limit_bytes} bytes even as a small "
+        f"{lossy.value.upper()}; raise IMAGINE_ATTACHMENT_LIMIT_MB."
     )
 
 
@@ -301,37 +351,173 @@ def write_atomically(path: Path, data: bytes) -> None:
     os.replace(partial, path)
 
 
-def _save_png(path: Path, image: Image.Image, recipe: str) -> Path:
-    write_atomically(path, encode_png(image, recipe))
+def _save_png(path: Path, image: Image.Image, recipe: str, png: bytes | None = None) -> Path:
+    write_atomically(path, png if png is not None else encode_png(image, recipe))
     return path
 
 
-def _save_attachment(
-    directory: Path, stem: str, image: Image.Image, recipe: str, limit_bytes: int | None
-) -> tuple[Path, Path]:
-    """Write the PNG; when it is over the limit also write the lossy copy to post. Returns (png, post)."""
-    png_path = directory / f"{stem}.png"
-    png = encode_png(image, recipe)
-    write_atomically(png_path, png)
-    if limit_bytes is None or len(png) <= limit_bytes:
-        return png_path, png_path
-    attachment = fit_attachment(image, recipe, limit_bytes)
-    post_path = directory / attachment.filename(stem)
-    write_atomically(post_path, attachment.data)
-    return png_path, post_path
+def _pool(workers: int, name: str) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
 
 
 def _default_encoder() -> Executor:
+    """The pool that writes files: one thread fewer than the CPU has cores."""
     global _encoder
     if _encoder is None:
         # One core stays free for the event loop and the thread feeding the GPU: with every core
         # encoding, generation slowed by ~7% in bench/encode_stall.py on 2 cores; with one free, by ~2%.
-        workers = max(1, (os.cpu_count() or 2) - 1)
-        _encoder = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imagine-encode")
+        _encoder = _pool(max(1, (os.cpu_count() or 2) - 1), "imagine-encode")
     return _encoder
 
 
+def _default_poster() -> Executor:
+    """One thread for what a member is waiting for (the attachment to post), so it never queues behind
+    the files of the jobs before it, which the writer pool may still be busy with."""
+    global _poster
+    if _poster is None:
+        _poster = _pool(1, "imagine-post")
+    return _poster
+
+
 _encoder: ThreadPoolExecutor | None = None
+_poster: ThreadPoolExecutor | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _File:
+    path: Path
+    image: Image.Image
+    recipe: str
+    png: bytes | None = None
+    """Already encoded (a PNG attachment is the file itself)."""
+
+
+class JobImages:
+    """One job's images in two steps: the attachment, encoded first, to post at once (`saved.upload`),
+    then every file written by `write()` — the attachment, each image as PNG with its recipe, the grid
+    PNG — off the critical path. Nothing is encoded twice; `saved` names the files before they exist,
+    and `saved.written` completes once they all do (a caller that needs them waits for it)."""
+
+    def __init__(
+        self,
+        saved: SavedImages,
+        files: Sequence[_File],
+        *,
+        attachment_path: Path,
+        attachment: Attachment,
+        writer: Executor,
+    ) -> None:
+        self._saved = saved
+        self._files = tuple(files)
+        self._attachment_path = attachment_path
+        self._attachment = attachment
+        self._writer = writer
+        self._writing: asyncio.Task[SavedImages] | None = None
+
+    @property
+    def saved(self) -> SavedImages:
+        """The files, with the attachment in memory and `written` once `write()` has started."""
+        return replace(self._saved, upload=self._attachment, written=self._writing)
+
+    def write(self) -> asyncio.Task[SavedImages]:
+        """Start writing every file (once; later calls return the same task)."""
+        if self._writing is None:
+            self._writing = asyncio.ensure_future(self._write())
+        return self._writing
+
+    async def _write(self) -> SavedImages:
+        loop = asyncio.get_running_loop()
+        jobs: list[asyncio.Future[Path]] = []
+        if self._attachment_path not in {file.path for file in self._files}:
+            data = self._attachment.data
+            path = self._attachment_path
+            jobs.append(loop.run_in_executor(self._writer, _write_returning, path, data))
+        # In order on the pool: the attachment (no encoding), the images U/V start from, the grid PNG.
+        jobs += [
+            loop.run_in_executor(self._writer, _save_png, f.path, f.image, f.recipe, f.png)
+            for f in self._files
+        ]
+        try:
+            await asyncio.gather(*jobs)
+        except BaseException:
+            for job in jobs:
+                job.cancel()  # their outcome no longer matters; cancelling keeps them from being reported
+            raise
+        return self._saved
+
+
+def _write_returning(path: Path, data: bytes) -> Path:
+    write_atomically(path, data)
+    return path
+
+
+async def prepare_job_images(
+    result: GenerationResult,
+    request: GenerationRequest,
+    directory: Path,
+    stem: str,
+    *,
+    image_format: ImageFormat = ImageFormat.PNG,
+    attachment_limit_bytes: int | None = DEFAULT_ATTACHMENT_LIMIT,
+    poster: Executor | None = None,
+    writer: Executor | None = None,
+) -> JobImages:
+    """Make the grid and encode the file to post (`image_format`, fitted under the limit): the only
+    work between the device's last step and the upload. Files are planned as `<stem>.png` (the grid)
+    and `<stem>-1.png`…, or `<stem>.png` alone for a single image (an upscale); the attachment is the
+    PNG itself when `image_format` is PNG and it fits, else `<stem>.webp`/`.jpg` beside it.
+
+    Encoding runs on `poster` (default: one thread of its own), never on the event loop; `write()`
+    runs on `writer` (default: a shared pool of one thread fewer than the CPU has cores)."""
+    if not result.images:
+        raise ImageError("The result has no images to save.")
+    if len(result.seeds) < len(result.images):
+        raise ImageError(f"The result has {len(result.images)} images but only {len(result.seeds)} seeds.")
+    images = result.images
+    cells = [
+        _File(
+            directory / (f"{stem}.png" if len(images) == 1 else f"{stem}-{n + 1}.png"),
+            image,
+            recipe_text(request, result, n),
+        )
+        for n, image in enumerate(images)
+    ]
+    grid_recipe = recipe_text(request, result) if len(images) == GRID_SIZE else None
+    limit = attachment_limit_bytes if attachment_limit_bytes is not None else sys.maxsize
+
+    def encode() -> tuple[_File | None, Attachment, _File]:
+        directory.mkdir(parents=True, exist_ok=True)
+        if grid_recipe is not None:
+            shown = _File(directory / f"{stem}.png", make_grid(images), grid_recipe)
+        else:
+            shown = cells[0]  # a single image, or a count other than four: the first one is posted
+        png = encode_png(shown.image, shown.recipe) if image_format is ImageFormat.PNG else None
+        attachment = fit_attachment(shown.image, shown.recipe, limit, image_format, png=png)
+        shown = replace(shown, png=png)
+        return (shown if grid_recipe is not None else None), attachment, shown
+
+    grid, attachment, shown = await asyncio.get_running_loop().run_in_executor(
+        poster or _default_poster(), encode
+    )
+    if grid is None:
+        cells[0] = shown
+    if attachment.extension == "png":
+        attachment_path = shown.path
+    else:
+        attachment_path = shown.path.with_suffix(f".{attachment.extension}")
+    files = [*cells, grid] if grid is not None else cells  # the grid PNG last: nothing waits for it
+    saved = SavedImages(
+        grid=grid.path if grid is not None else None,
+        images=tuple(cell.path for cell in cells),
+        attachment=attachment_path,
+    )
+    return JobImages(
+        saved,
+        files,
+        attachment_path=attachment_path,
+        attachment=attachment,
+        writer=writer or _default_encoder(),
+    )
 
 
 async def save_job_images(
@@ -340,51 +526,24 @@ async def save_job_images(
     directory: Path,
     stem: str,
     *,
+    image_format: ImageFormat = ImageFormat.PNG,
     attachment_limit_bytes: int | None = DEFAULT_ATTACHMENT_LIMIT,
     executor: Executor | None = None,
 ) -> SavedImages:
-    """Write a job's grid as `<stem>.png` and its images as `<stem>-1.png`…, each with its own recipe.
-
-    A single image (an upscale) is written as `<stem>.png` alone. Encoding runs on `executor`
-    (default: a shared pool of one thread fewer than the CPU has cores), never on the event loop.
-    """
-    if not result.images:
-        raise ImageError("The result has no images to save.")
-    if len(result.seeds) < len(result.images):
-        raise ImageError(f"The result has {len(result.images)} images but only {len(result.seeds)} seeds.")
-    loop = asyncio.get_running_loop()
-    pool = executor or _default_encoder()
-
-    def run(call: Callable[[], T]) -> asyncio.Future[T]:
-        return loop.run_in_executor(pool, call)
-
-    await run(partial(directory.mkdir, parents=True, exist_ok=True))
-    limit = attachment_limit_bytes
-    images = result.images
-    if len(images) == 1:
-        recipe = recipe_text(request, result, 0)
-        path, post = await run(partial(_save_attachment, directory, stem, images[0], recipe, limit))
-        return SavedImages(grid=None, images=(path,), attachment=post)
-
-    grid_job: asyncio.Future[tuple[Path, Path]] | None = None
-    if len(images) == GRID_SIZE:
-        # Queued first, so the file a user is waiting for lands first when the pool is busy.
-        grid_recipe = recipe_text(request, result)
-        grid_job = run(lambda: _save_attachment(directory, stem, make_grid(images), grid_recipe, limit))
-    cells = [
-        run(partial(_save_png, directory / f"{stem}-{n + 1}.png", image, recipe_text(request, result, n)))
-        for n, image in enumerate(images)
-    ]
-    try:
-        cell_paths = tuple(await asyncio.gather(*cells))
-    except BaseException:
-        if grid_job is not None:
-            grid_job.cancel()  # its outcome no longer matters; cancelling keeps it from being reported
-        raise
-    if grid_job is None:
-        return SavedImages(grid=None, images=cell_paths, attachment=cell_paths[0])
-    grid_path, post_path = await grid_job
-    return SavedImages(grid=grid_path, images=cell_paths, attachment=post_path)
+    """Write a job's grid as `<stem>.png` and its images as `<stem>-1.png`…, each with its own recipe,
+    and the attachment to post (`prepare_job_images`), all at once. Encoding runs on `executor`
+    (default: the shared pools), never on the event loop."""
+    images = await prepare_job_images(
+        result,
+        request,
+        directory,
+        stem,
+        image_format=image_format,
+        attachment_limit_bytes=attachment_limit_bytes,
+        poster=executor,
+        writer=executor,
+    )
+    return await images.write()
 
 
 save_result = save_job_images

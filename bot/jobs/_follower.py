@@ -1,5 +1,16 @@
-"""Following one submitted job to its end: its message, progress (throttled, latest wins), the files
-on disk, the job row and the usage ledger, then the images or the failure notice.
+"""Following one submitted job to its end: its message, progress (throttled, latest wins), then the
+grid posted, the files on disk, the job row and the usage ledger — or the failure notice.
+
+A finished job's grid is posted first: between the device's last step and the upload there is only
+the grid, encoded in the Discord format (`IMAGINE_DISCORD_IMAGE_FORMAT`). The PNGs (each image and the
+grid, with their recipes) are written meanwhile on other threads, and only once they are all on disk
+does the job row become `succeeded`, naming them (with its usage-ledger row, in one transaction). So:
+- the row never names a file that is not there: after a crash between the post and that write, the
+  job is still `running`, and the next start queues it again (`JobService._recover`) and shows it in
+  the same message; until then its buttons answer that the job has no images yet;
+- a button pressed on the grid before its files are written waits for them (`delivered`), at most
+  `DELIVERY_WAIT_S`, rather than failing;
+- a write that fails (a full disk) fails the job, and the posted grid is replaced by the failure notice.
 
 Images the safety check flagged are posted only in age-restricted channels, as the server's rule says
 (spoiler or plainly); anywhere else, or where the rule is `block`, they are neither saved nor posted
@@ -7,6 +18,8 @@ and the job ends `moderated`."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -22,13 +35,16 @@ from bot.store import queries as q
 from bot.store.db import Database
 from bot.store.errors import JobStateError, StaleAttempt
 from engine.errors import ImageFlagged, JobInterrupted, PromptRefused
-from engine.images import SavedImages, save_job_images
+from engine.images import ImageFormat, SavedImages, prepare_job_images
 from engine.queue import EventStream, JobFailed, JobFinished, JobProgress, JobRetried, JobStarted
 from engine.types import GenerationRequest, GenerationResult
 
 __all__ = ["JobFollower"]
 
 log = logging.getLogger("bot.jobs")
+
+DELIVERY_WAIT_S = 1.5
+"""How long a button press waits for the files of a grid it sees: within Discord's 3 s to answer."""
 
 
 class JobFollower:
@@ -53,6 +69,8 @@ class JobFollower:
         self.presenter = presenter
         self.previews_everywhere = previews_everywhere
         self._clock = clock
+        self._delivering: dict[str, asyncio.Event] = {}
+        """Jobs whose grid is (being) posted while their files are written, until their row says so."""
 
     async def follow(self, ticket: JobTicket) -> None:
         """From submission to the shown outcome. A job the queue dropped at shutdown stays unfinished."""
@@ -134,10 +152,51 @@ class JobFollower:
                 await self._moderated(card, reason, attempt, result.elapsed_s, notify)
                 return
             card = replace(card, spoiler=shown is FlaggedImages.SPOILER)
-        folder = self.config.data_dir / "images" / card.job_id[:2]
-        saved = await save_job_images(
-            result, request, folder, card.job_id, attachment_limit_bytes=self.config.attachment_limit_bytes
-        )
+        card = replace(card, image_size=result.images[0].size if result.images else None)
+        delivered = self._delivering[card.job_id] = asyncio.Event()
+        try:
+            # 1. Only what the member waits for: the grid, encoded in the Discord format.
+            images = await prepare_job_images(
+                result,
+                request,
+                self.config.data_dir / "images" / card.job_id[:2],
+                card.job_id,
+                image_format=ImageFormat(self.config.discord_image_format),
+                attachment_limit_bytes=self.config.attachment_limit_bytes,
+            )
+            # 2. The files are written meanwhile, on other threads; the post does not wait for them.
+            writing = images.write()
+            try:
+                message_id = await self.presenter.show_result(card, images.saved)
+            finally:
+                await asyncio.wait([writing])
+            saved = writing.result()
+            # 3. Only now, with every file on disk, the row claims them (and the usage ledger counts).
+            await self._succeeded(card, request, result, saved, attempt)
+            if message_id is not None and message_id != card.message_id:
+                await self._set_message(card.job_id, message_id)
+        finally:
+            delivered.set()
+            del self._delivering[card.job_id]
+
+    async def delivered(self, job_id: str, *, timeout_s: float = DELIVERY_WAIT_S) -> None:
+        """Wait (at most `timeout_s`) until a job whose grid is posted has its files and its row: a button
+        pressed on a grid that has just appeared then finds the image it starts from."""
+        event = self._delivering.get(job_id)
+        if event is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await event.wait()
+
+    async def _succeeded(
+        self,
+        card: JobCard,
+        request: GenerationRequest,
+        result: GenerationResult,
+        saved: SavedImages,
+        attempt: int | None,
+    ) -> None:
         async with self.db.session() as session:
             await q.mark_succeeded(
                 session,
@@ -158,10 +217,6 @@ class JobFollower:
             result.elapsed_s,
             " (flagged; posted as the server's rule says)" if result.any_flagged else "",
         )
-        card = replace(card, image_size=result.images[0].size if result.images else None)
-        message_id = await self.presenter.show_result(card, saved)
-        if message_id is not None and message_id != card.message_id:
-            await self._set_message(card.job_id, message_id)
 
     async def _flagged_images_get(self, card: JobCard) -> FlaggedImages:
         """What the job's flagged images get: its server's rule as it stands now, in an age-restricted

@@ -253,6 +253,8 @@ class JobService:
 
     async def _parent(self, who: Requester, action: ButtonAction, job_id: str, cell: int) -> Parent:
         """Load and check the job a button belongs to (owner-only rule, finished, image on disk)."""
+        if self._follower is not None:  # a grid shown a moment ago may still be writing its files
+            await self._follower.delivered(job_id)
         async with self.db.session(read_only=True) as session:
             job = await q.get_job(session, job_id)
             if job is None:
@@ -431,6 +433,8 @@ class JobService:
     async def reshow(self, who: Requester, job_id: str) -> tuple[JobCard, Path]:
         """A finished job's card and posted file, to post again where `who` asks (/show). Images the
         safety check flagged are shown only as the server's rule allows in that channel."""
+        if self._follower is not None:
+            await self._follower.delivered(job_id)
         async with self.db.session(read_only=True) as session:
             job = await q.get_job(session, job_id)
             if job is None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,11 +14,13 @@ from PIL import Image
 
 from engine.images import (
     ImageError,
+    ImageFormat,
     crop_cell,
     encode_png,
     fit_attachment,
     format_parameters,
     make_grid,
+    prepare_job_images,
     read_recipe,
     recipe_text,
     sampler_label,
@@ -292,3 +296,89 @@ async def test_empty_result_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ImageError, match="no images"):
         await save_job_images(empty, GenerationRequest(prompt="fox"), tmp_path, "grid")
+
+
+# --- the Discord format, posted before the files are written --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("image_format", "pil_format"), [(ImageFormat.WEBP, "WEBP"), (ImageFormat.JPEG, "JPEG")]
+)
+def test_compact_attachment_is_lossy_with_the_recipe_in_exif(
+    image_format: ImageFormat, pil_format: str
+) -> None:
+    image = noise_image(96, 64, 6)
+    attachment = fit_attachment(image, "a fox 🦊\nSteps: 4", 10 * 1024 * 1024, image_format)
+    assert attachment.extension == image_format.extension
+    assert read_recipe(attachment.data) == "a fox 🦊\nSteps: 4"
+    with Image.open(io.BytesIO(attachment.data)) as decoded:
+        assert decoded.format == pil_format
+        assert decoded.size == (96, 64)
+        assert decoded.getexif().get_ifd(0x8769)[0x9286].startswith(b"UNICODE\x00")
+
+
+def test_a_compact_attachment_over_the_limit_keeps_its_format_at_lower_quality() -> None:
+    image = noise_image(256, 256, 4)
+    first = fit_attachment(image, "fox", 10 * 1024 * 1024, ImageFormat.JPEG)
+    limit = len(first.data) * 2 // 3
+    smaller = fit_attachment(image, "fox", limit, ImageFormat.JPEG)
+    assert smaller.extension == "jpg"
+    assert len(smaller.data) <= limit
+    with Image.open(io.BytesIO(smaller.data)) as decoded:
+        assert decoded.size == (256, 256)  # a lower quality was enough; no need to shrink
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir())
+
+
+async def test_the_attachment_is_encoded_before_any_file_is_written(tmp_path: Path) -> None:
+    images = [noise_image(40, 24, seed) for seed in range(4)]
+    request = GenerationRequest(prompt="a red fox in snow", seed=7)
+    release = threading.Event()
+    with ThreadPoolExecutor(1) as poster, ThreadPoolExecutor(1) as writer:
+        writer.submit(release.wait, 10)  # a busy writer: nothing of this job is written yet
+        prepared = await prepare_job_images(
+            make_result(images, seeds=(7, 8, 9, 10)),
+            request,
+            tmp_path,
+            "grid",
+            image_format=ImageFormat.WEBP,
+            poster=poster,
+            writer=writer,
+        )
+        pending = prepared.saved
+        assert pending.upload is not None
+        assert pending.written is None  # not started
+        assert pending.attachment == tmp_path / "grid.webp"
+        assert read_recipe(pending.upload.data) == recipe_text(
+            request, make_result(images, seeds=(7, 8, 9, 10))
+        )
+        writing = prepared.write()
+        assert prepared.write() is writing
+        assert prepared.saved.written is writing
+        assert _names(tmp_path) == []
+        release.set()
+        saved = await writing
+    assert saved.grid == tmp_path / "grid.png"
+    assert saved.images == tuple(tmp_path / f"grid-{n}.png" for n in (1, 2, 3, 4))
+    assert saved.attachment.read_bytes() == pending.upload.data  # posted and kept: one encode
+    assert _names(tmp_path) == [
+        "grid-1.png",
+        "grid-2.png",
+        "grid-3.png",
+        "grid-4.png",
+        "grid.png",
+        "grid.webp",
+    ]
+    assert read_recipe(saved.grid) == read_recipe(saved.attachment)
+
+
+async def test_a_single_image_is_posted_compact_and_kept_as_png(tmp_path: Path) -> None:
+    request = GenerationRequest(prompt="fox", mode=Mode.UPSCALE, seed=3, count=1)
+    result = make_result([noise_image(32, 32, 9)], seeds=(3,))
+    saved = await save_job_images(result, request, tmp_path, "up", image_format=ImageFormat.JPEG)
+    assert saved.grid is None
+    assert saved.images == (tmp_path / "up.png",)
+    assert saved.attachment == tmp_path / "up.jpg"
+    assert read_recipe(saved.attachment) == read_recipe(saved.images[0])

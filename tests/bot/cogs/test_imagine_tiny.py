@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from engine.backend import Backend
+from engine.images import read_recipe
 from fakediscord import FakeDiscord
 from tests.bot.discord_fixtures import custom_id, imagine_grid, make_config, started_bot
 
@@ -46,7 +47,9 @@ async def test_imagine_upscale_and_vary_with_the_tiny_model(
         picture = Image.open(io.BytesIO(grid.attachments[0].data))
         picture.save(tmp_path / "grid.png")
         assert picture.size == (128, 128)
-        assert "parameters" in picture.info  # the recipe travels with the posted file
+        recipe = read_recipe(grid.attachments[0].data)  # the recipe travels with the posted file
+        assert recipe is not None
+        assert recipe.startswith("a red circle on a blue background\n")
 
         press = await fake.click(grid, custom_id(grid, "U1"))
         await press.response(timeout=3)
