@@ -30,93 +30,22 @@ import os
 import platform
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image, ImageFilter
-
+from bench._photos import PhotoBackend
 from bot import render
 from bot.client import ImagineBot
 from bot.config import Config
 from bot.services import Services, open_services
-from engine.backend import Capabilities, ProgressCallback
-from engine.errors import JobCancelled
-from engine.types import GenerationRequest, GenerationResult, Progress
 from fakediscord import FakeConfig, FakeDiscord, MessageRecord, run_bot
+from fakediscord.payloads import FakeMember
 from fakediscord.state import RequestRecord
 
 STAGES = ("ready to post", "upload started", "grid visible", "files on disk")
-
-
-def photo_like(seed: int, size: int) -> Image.Image:
-    """A picture with the smooth shading and fine grain of a decoded diffusion image."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size, 0:size] / size
-    phase = rng.uniform(0, 6, 3)
-    base = np.stack(
-        [np.sin(x * 7 + y * 3 + phase[0]), np.cos(y * 5 - x * 2 + phase[1]), np.sin((x + y) * 4)], -1
-    )
-    pixels = np.clip(base * 90 + 128 + rng.normal(0, 14, base.shape), 0, 255).astype(np.uint8)
-    return Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(1.0))
-
-
-def latent_preview(cells: tuple[Image.Image, ...]) -> Image.Image:
-    """What the diffusers backend previews: 2×2 cells at latent resolution (1/8), scaled up 4×."""
-    side = cells[0].width // 8
-    small = [cell.resize((side, side), Image.Resampling.BILINEAR) for cell in cells]
-    grid = Image.new("RGB", (side * 2, side * 2))
-    for index, cell in enumerate(small):
-        grid.paste(cell, ((index % 2) * side, (index // 2) * side))
-    return grid.resize((grid.width * 4, grid.height * 4), Image.Resampling.BILINEAR)
-
-
-class PhotoBackend:
-    """A device that sleeps T a job in `steps` steps (the CPU stays free) and returns real-size images."""
-
-    name = "photo-sim"
-    checker = None
-
-    def __init__(self, seconds: float, cell: int, *, steps: int = 4, sets: int = 2) -> None:
-        self.seconds = seconds
-        self.steps = steps
-        self.capabilities = Capabilities(self.name)
-        self.sets = [tuple(photo_like(s * 4 + n, cell) for n in range(4)) for s in range(sets)]
-        self.preview = latent_preview(self.sets[0])
-        self.cell = cell
-        self.starts: list[float] = []
-        self.done: dict[int, float] = {}
-        """When each job's images were returned, by its first seed."""
-
-    def generate(
-        self, request: GenerationRequest, *, on_progress: ProgressCallback, cancelled: threading.Event
-    ) -> GenerationResult:
-        began = time.monotonic()
-        self.starts.append(began)
-        for step in range(1, self.steps + 1):
-            if cancelled.wait(max(0.0, began + self.seconds * step / self.steps - time.monotonic())):
-                raise JobCancelled("cancelled")
-            on_progress(Progress(step=step, total=self.steps, preview=self.preview))
-        images = self.sets[request.seeds[0] % len(self.sets)]
-        self.done[request.seeds[0]] = time.monotonic()
-        return GenerationResult(
-            images=images[: len(request.seeds)],
-            seeds=request.seeds,
-            width=self.cell,
-            height=self.cell,
-            steps=self.steps,
-            cfg=request.cfg if request.cfg is not None else 7.0,
-            sampler=request.sampler or "euler_a",
-            model=self.name,
-            elapsed_s=time.monotonic() - began,
-        )
-
-    def close(self) -> None:
-        pass
 
 
 @dataclass
@@ -171,7 +100,12 @@ def _grid_upload(fake: FakeDiscord, message: MessageRecord, after: float) -> Req
 
 
 async def one_job(
-    fake: FakeDiscord, services: Services, backend: PhotoBackend, recorder: Recorder, seed: int, user: object
+    fake: FakeDiscord,
+    services: Services,
+    backend: PhotoBackend,
+    recorder: Recorder,
+    seed: int,
+    user: FakeMember,
 ) -> Round:
     interaction = await fake.slash("imagine", {"prompt": f"a lighthouse at dusk --seed {seed}"}, user=user)
     message = await interaction.wait_original(timeout=30)
@@ -237,7 +171,7 @@ async def run(args: argparse.Namespace) -> None:
     rate = args.uplink_mbps * 1_000_000 / 8
     extra: dict[str, Any] = {} if args.format is None else {"discord_image_format": args.format}
     with tempfile.TemporaryDirectory() as data:
-        config = Config(  # type: ignore[call-arg]
+        config = Config(
             _env_file=None,
             data_dir=Path(data),
             model="photo-sim",
@@ -247,7 +181,7 @@ async def run(args: argparse.Namespace) -> None:
         )
         async with (
             FakeDiscord(FakeConfig(heartbeat_interval_ms=1000, uplink_bytes_per_s=rate)) as fake,
-            open_services(config, backend=backend) as services,  # type: ignore[arg-type]
+            open_services(config, backend=backend) as services,
             run_bot(ImagineBot(services), fake),
         ):
             recorder = Recorder()

@@ -19,23 +19,43 @@ import asyncio
 import os
 import platform
 import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 from bench._lag import LagMeter
+from bench._photos import PhotoBackend
+from engine.backend import Backend
+from engine.images import ImageFormat, prepare_job_images
 from engine.queue import JobHandle, JobStarted, LocalQueue
 from engine.simulated import SimulatedBackend
 from engine.types import GenerationRequest
 
+REAL_SIZE: int | None = None
+"""`--real-size 512`: the devices return four photo-like images of that side, and each job's follower
+encodes the grid to post (WebP) and writes the PNGs as the bot does (`engine.images`)."""
 
-def backends(workers: int, seconds: float, steps: int) -> list[SimulatedBackend]:
+
+def backends(workers: int, seconds: float, steps: int) -> list[Backend]:
+    if REAL_SIZE is not None:
+        return [PhotoBackend(seconds, REAL_SIZE, steps=steps) for _ in range(workers)]
     return [SimulatedBackend(seconds=seconds, steps=steps, name=f"sim{i}") for i in range(workers)]
 
 
 async def follow(handle: JobHandle) -> int:
-    """Read every event of a job, as the bot's progress updater would; returns how many it saw."""
-    return sum([1 async for _ in handle.events()])
+    """Read every event of a job, as the bot's progress updater would; returns how many it saw.
+    With `REAL_SIZE`, then deliver its images as the bot does: the grid to post, then the files."""
+    events = sum([1 async for _ in handle.events()])
+    if REAL_SIZE is not None:
+        with tempfile.TemporaryDirectory() as folder:
+            result = await handle.result()
+            images = await prepare_job_images(
+                result, handle.request, Path(folder), "job", image_format=ImageFormat.WEBP
+            )
+            await images.write()
+    return events
 
 
 async def device_alone(jobs: int, seconds: float, steps: int) -> dict[str, float]:
@@ -104,7 +124,7 @@ async def throughput(jobs: int, owners: int, seconds: float, steps: int, workers
 
 async def newcomer(backlog: int, seconds: float, steps: int) -> dict[str, float]:
     """One owner queues `backlog` jobs; once the first runs, a newcomer submits one job."""
-    (backend,) = backends(1, seconds, steps)
+    backend = SimulatedBackend(seconds=seconds, steps=steps, name="sim0")  # fairness: no images needed
     async with LocalQueue([backend], max_waiting_per_owner=backlog) as queue:
         heavy = [
             await queue.submit("heavy", GenerationRequest(prompt=f"heavy {i}", seed=i))
@@ -152,12 +172,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="progress events per job")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 4], help="simulated GPUs, one run each")
     parser.add_argument("--rounds", type=int, default=3, help="repeat everything; medians are reported")
+    parser.add_argument(
+        "--real-size", type=int, choices=(512, 1024), default=None, help="real images of this side, delivered"
+    )
     args = parser.parse_args()
+    global REAL_SIZE
+    REAL_SIZE = args.real_size
     jobs, owners, seconds, steps = args.jobs, args.owners, args.seconds, args.steps
 
     print(
         f"python {platform.python_version()}, {os.cpu_count()} cpus, load {os.getloadavg()[0]:.2f}; "
         f"T = {seconds * 1000:.0f} ms, {steps} progress events a job, {args.rounds} rounds"
+        + (f"; 4×{REAL_SIZE}² images a job, each delivered (WebP grid, PNGs)" if REAL_SIZE else "")
     )
     # Rounds interleave the baseline and the queue runs so they share the machine's noise.
     alone: list[dict[str, float]] = []
