@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,13 +16,15 @@ import pytest
 from PIL import Image
 from sd_parsers import ParserManager
 
+from bot.client import INTENTS, ImagineBot
+from bot.services import open_services
 from bot.store.db import Database
 from bot.store.models import Job, JobStatus
 from engine import images as engine_images
 from engine.simulated import SimulatedBackend
-from fakediscord import FakeDiscord
+from fakediscord import FakeDiscord, run_bot
 from fakediscord.state import WaitTimeout
-from tests.bot.discord_fixtures import custom_id, imagine_grid, make_config, started_bot
+from tests.bot.discord_fixtures import BotWorld, custom_id, imagine_grid, make_config, started_bot
 
 PROMPT = "a lighthouse at dusk --no fog --seed 100"
 
@@ -140,3 +143,29 @@ async def test_a_press_waits_for_the_files_at_most_until_discord_needs_an_answer
             answer = await click.response(timeout=3)  # answered in time, with a reason to wait
             notices = [m.content for m in click.followups()] + [str(answer.data)]
             assert any("no images yet" in notice for notice in notices), notices
+
+
+async def test_files_that_cannot_be_written_fail_the_job_and_take_its_grid_down(
+    fake_discord: FakeDiscord, tmp_path: Path
+) -> None:
+    config = make_config(tmp_path)
+    async with open_services(config, backend=SimulatedBackend(seconds=0.05), grace_s=1.0) as services:
+        bot = ImagineBot(services, intents=INTENTS)
+        # The bot logs the unexpected OSError with its incident id: expected here, so not a failure.
+        async with run_bot(bot, fake_discord, error_loggers=("discord",)) as running:
+            world = BotWorld(fake_discord, running, bot, services)
+            with busy_file_writer():
+                grid = await imagine_grid(world, PROMPT)
+                job_id = custom_id(grid, "U1").split(":")[2]
+                folder = tmp_path / "images" / job_id[:2]
+                shutil.rmtree(folder)
+                folder.write_bytes(b"")  # a file where the folder was: every write fails
+            await services.jobs.wait_idle()
+            job = await _job_row(services.db, job_id)
+    assert job.status is JobStatus.FAILED
+    assert job.images == []
+    assert job.grid_path is None
+    # The grid that went out is taken down: its message says the job failed, with no image and no buttons.
+    assert "(failed: " in grid.content
+    assert grid.attachments == []
+    assert grid.custom_ids() == []
