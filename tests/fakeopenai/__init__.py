@@ -9,8 +9,9 @@ names only, `n` 1..10 and at most what the model allows, a size the model makes,
 a PNG on edits); a request that breaks a rule gets the API's 400 and is recorded in `violations`, so a
 test can assert there were none.
 
-Bad cases on demand: a wrong key (401), a prompt holding `REFUSED_WORD` (400 `moderation_blocked`),
-`fail_next(status, retry_after=…)` (429 with `Retry-After`, 500, …), `delay_s` (slow answers).
+Bad cases on demand: a wrong key (401), `forbidden_key` (403), a prompt holding `REFUSED_WORD`
+(400 `moderation_blocked`), `fail_next(status, retry_after=…)` (429 with `Retry-After`, 500, …),
+`delay_s` (slow answers).
 """
 
 from __future__ import annotations
@@ -86,11 +87,14 @@ class FakeImagesAPI:
         self,
         *,
         api_key: str = "sk-test-key",
+        forbidden_key: str = "sk-without-images",
         models: dict[str, ModelRules] | None = None,
         delay_s: float = 0.0,
         partial_delay_s: float = 0.05,
     ) -> None:
         self.api_key = api_key
+        self.forbidden_key = forbidden_key
+        """A valid key of a project not allowed to use the Images API: 403."""
         self.models = models if models is not None else {"gpt-image-1": ModelRules()}
         self.delay_s = delay_s
         """How long every image request takes before it answers (as an image model takes seconds)."""
@@ -132,6 +136,10 @@ class FakeImagesAPI:
 
     def _authorised(self, request: web.Request) -> None:
         header = request.headers.get("Authorization", "")
+        if header == f"Bearer {self.forbidden_key}":
+            raise _Refusal(
+                403, "You have insufficient permissions for this operation.", "insufficient_permissions"
+            )
         if header != f"Bearer {self.api_key}":
             raise _Refusal(
                 401,

@@ -266,6 +266,16 @@ async def test_a_rejected_key_at_start_is_one_sentence(
     assert "\n" not in message
 
 
+async def test_a_key_without_access_at_start_is_one_sentence(
+    api: FakeImagesAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", api.forbidden_key)
+    with pytest.raises(
+        CredentialsRejected, match=r"rejected OPENAI_API_KEY \(403: You have insufficient permissions"
+    ):
+        await load()
+
+
 async def test_no_key_at_all_is_one_sentence(api: FakeImagesAPI, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY")
     with pytest.raises(CredentialsRejected, match="needs an API key: set OPENAI_API_KEY"):
