@@ -87,15 +87,20 @@ def _grid_revision(message: MessageRecord) -> float:
     return next(revision.at for revision in message.history if len(revision.components) == 2)
 
 
-def _grid_upload(fake: FakeDiscord, message: MessageRecord, after: float) -> RequestRecord:
-    """The request that carried the grid: the first upload to the job's message after the device finished."""
+def _grid_upload(fake: FakeDiscord, job_id: str, after: float) -> RequestRecord:
+    """The request that carried the grid: the first after the device finished whose file is named for
+    the job (progress edits carry `preview.*`)."""
+
+    def names(record: RequestRecord) -> list[str]:
+        attachments = record.body.get("attachments", []) if isinstance(record.body, dict) else []
+        return [str(a.get("filename", "")).removeprefix("SPOILER_") for a in attachments]
+
     return next(
         r
         for r in fake.state.requests
         if r.received_at is not None
         and r.received_at >= after
-        and str(message.id) in r.path
-        and r.body_bytes > 4096
+        and any(name.startswith(job_id) for name in names(r))
     )
 
 
@@ -116,7 +121,7 @@ async def one_job(
         await asyncio.wait([follower])
     written = time.monotonic()
     done = backend.done[seed]
-    upload = _grid_upload(fake, message, done)
+    upload = _grid_upload(fake, job_id, done)
     assert upload.received_at is not None
     attachment = message.attachments[0]
     return Round(
@@ -155,14 +160,12 @@ def preview_cost(backend: PhotoBackend, fake: FakeDiscord, until: float) -> str:
         file = render.preview_file(backend.preview)
         times.append((time.perf_counter() - began) * 1000)
         size = len(file.fp.read())
-    uploads = [
-        r.body_bytes
-        for r in fake.state.requests
-        if r.method == "PATCH" and r.at <= until and 4096 < r.body_bytes < 2 * size + 4096
-    ]
+    uploads = [r.body_bytes for r in fake.state.requests if r.at <= until and "preview." in str(r.body)]
+    sent = statistics.median(uploads) / 1024 if uploads else 0.0
     return (
         f"preview: {backend.preview.width}x{backend.preview.height}, {size / 1024:.1f} KiB, encoded on the "
-        f"event loop in {statistics.median(times):.1f} ms; {len(uploads)} preview edits uploaded"
+        f"event loop in {statistics.median(times):.1f} ms; {len(uploads)} preview edits uploaded, "
+        f"{sent:.1f} KiB each"
     )
 
 
