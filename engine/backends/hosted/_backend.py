@@ -27,7 +27,14 @@ from PIL import Image
 from engine.backend import Capabilities, ProgressCallback
 from engine.backends.hosted._models import PARTIAL_IMAGES, ModelSpec
 from engine.edits import CANNOT_PAINT
-from engine.errors import CredentialsRejected, GenerationError, JobCancelled, ModelLoadError, PromptRefused
+from engine.errors import (
+    CredentialsRejected,
+    GenerationError,
+    ImageFlagged,
+    JobCancelled,
+    ModelLoadError,
+    PromptRefused,
+)
 from engine.safety import SafetyChecker, check_images
 from engine.types import VARY_SUBTLE, GenerationRequest, GenerationResult, Mode, Progress
 
@@ -161,6 +168,8 @@ class OpenAIImagesBackend:
             raise GenerationError(CANNOT_PAINT)
         if request.mode is Mode.UPSCALE:
             return self._upscale(request, began)
+        if request.mode is Mode.IMAGE:
+            self._check_start(request)
         size = self.spec.profile.size_for(request.aspect_ratio)
         previews: queue.SimpleQueue[str] = queue.SimpleQueue()
         images = self._wait(self._grid(request, size, previews), previews, on_progress, cancelled, began)
@@ -191,6 +200,15 @@ class OpenAIImagesBackend:
             flagged=check_images(self._safety, images),
             checker=self.checker,
         )
+
+    def _check_start(self, request: GenerationRequest) -> None:
+        """A member's picture goes to the provider only once the local safety check (if any) passed it."""
+        if self._safety is None or request.allow_flagged_input or request.init_image is None:
+            return
+        with Image.open(request.init_image) as opened:
+            start = opened.convert("RGB")
+        if any(check_images(self._safety, [start])):
+            raise ImageFlagged()
 
     def _wait(
         self,

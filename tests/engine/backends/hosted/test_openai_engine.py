@@ -12,9 +12,16 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from engine.backends import capabilities
+from engine.backends import capabilities, load_backend
 from engine.edits import CANNOT_PAINT
-from engine.errors import CredentialsRejected, GenerationError, JobCancelled, ModelLoadError, PromptRefused
+from engine.errors import (
+    CredentialsRejected,
+    GenerationError,
+    ImageFlagged,
+    JobCancelled,
+    ModelLoadError,
+    PromptRefused,
+)
 from engine.types import VARY_STRONG, VARY_SUBTLE, GenerationRequest, Mode
 from tests.engine.backends.hosted.conftest import load, run
 from tests.fakeopenai import REFUSED_WORD, FakeImagesAPI, ModelRules
@@ -315,3 +322,22 @@ def test_capabilities_need_no_server() -> None:
 def test_malformed_specs_say_how_to_write_them(spec: str, match: str) -> None:
     with pytest.raises(ModelLoadError, match=match):
         capabilities(spec)
+
+
+async def test_a_local_safety_checker_checks_the_start_picture_and_the_images(
+    api: FakeImagesAPI, tmp_path: Path
+) -> None:
+    backend = await asyncio.to_thread(
+        load_backend, "openai:gpt-image-1", safety_checker="tests.safety_checkers:flag_red"
+    )
+    try:
+        assert backend.checker == "red-test"
+        red = _cell(tmp_path)  # mostly red: flagged
+        with pytest.raises(ImageFlagged):
+            await run(backend, GenerationRequest(prompt="x", mode=Mode.IMAGE, init_image=red))
+        assert api.image_requests() == []  # the picture never left this machine
+        result, _ = await run(backend, GenerationRequest(prompt="a field"))
+        assert result.checker == "red-test"
+        assert len(result.flagged) == 4
+    finally:
+        await asyncio.to_thread(backend.close)
