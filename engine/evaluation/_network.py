@@ -1,9 +1,10 @@
 """The shapes network: one small convolutional trunk, three classifier heads and a feature layer.
 
 The heads read the background colour, the shape's kind and the shape's colour (prompt adherence);
-the 64-number feature layer before them is what shapes-FID compares, and the kind × colour heads
-give shapes-IS its 36 class probabilities. It takes pictures of any aspect: each is resized so its
-short side is 64 px, keeping its proportions, and the trunk ends in global pooling.
+the average-pooled last convolutional layer (128 numbers, as FID uses Inception's pool3) is what
+shapes-FID compares, and the kind × colour heads give shapes-IS its 36 class probabilities. It takes
+pictures of any aspect: each is resized so its short side is 64 px, keeping its proportions, and the
+trunk ends in global pooling.
 Trained here by `python -m engine.evaluation.train`; the weights ship beside this file.
 """
 
@@ -23,6 +24,7 @@ from engine.evaluation._grammar import BACKGROUNDS, KINDS, SHAPE_COLOURS
 
 __all__ = [
     "FEATURES",
+    "POOL_FEATURES",
     "SHORT_SIDE",
     "WEIGHTS",
     "ShapesNet",
@@ -35,7 +37,9 @@ WEIGHTS: Path = Path(__file__).resolve().parent / "shapes_net.safetensors"
 SHORT_SIDE = 64
 """Every picture is resized to this short side before the trunk."""
 FEATURES = 64
-"""Width of the feature layer shapes-FID compares."""
+"""Width of the feature layer the three heads read."""
+POOL_FEATURES = 128
+"""Width of the average-pooled last convolutional layer shapes-FID compares (Inception's pool3, in small)."""
 
 
 def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -48,8 +52,6 @@ def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
 
 class ShapesNet(nn.Module):
     """Pictures in (uint8 NCHW, or float in [0, 1]), logits of the three heads out."""
-
-    num_features = FEATURES  # torchmetrics reads this instead of probing with a dummy picture
 
     def __init__(self) -> None:
         super().__init__()
@@ -65,6 +67,10 @@ class ShapesNet(nn.Module):
         self.background = nn.Linear(FEATURES, len(BACKGROUNDS))
         self.kind = nn.Linear(FEATURES, len(KINDS))
         self.colour = nn.Linear(FEATURES, len(SHAPE_COLOURS))
+
+    def pooled(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The last convolutional layer averaged over the picture: what shapes-FID compares."""
+        return self.trunk(_normalise(pixels)).mean(dim=(2, 3))  # type: ignore[no-any-return]
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
         """The feature layer (before its ReLU) for a batch of pictures of one size."""
