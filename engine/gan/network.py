@@ -25,6 +25,7 @@ __all__ = [
     "PAD",
     "UNKNOWN",
     "Discriminator",
+    "Encoder",
     "GanConfig",
     "Generator",
     "TextEncoder",
@@ -264,3 +265,21 @@ class Discriminator(nn.Module):
         text = self.text(ids, lengths)
         score = self.score(h).squeeze(1) + (self.project(text) * h).sum(dim=1)
         return score, self.background(h), self.pairs(h)
+
+
+class Encoder(nn.Module):
+    """Picture → the mean and log-variance of a z-map (training only: the cVAE-GAN's reconstruction path)."""
+
+    def __init__(self, config: GanConfig, *, channels: Sequence[int]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = 3
+        for cout in channels:
+            layers += [nn.Conv2d(cin, cout, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            cin = cout
+        self.features = nn.Sequential(*layers)
+        self.out = nn.Conv2d(cin, 2 * config.z_channels, 3, padding=1)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_variance = self.out(self.features(images)).chunk(2, dim=1)
+        return mean, log_variance.clamp(-8.0, 4.0)

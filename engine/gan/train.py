@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from engine.gan.data import BACKGROUNDS, PAIRS, Batch, sample
 from engine.gan.folder import CONFIG_FILE, WEIGHTS_FILE, save_generator
-from engine.gan.network import UNKNOWN, Discriminator, GanConfig, Generator, tokenize
+from engine.gan.network import UNKNOWN, Discriminator, Encoder, GanConfig, Generator, tokenize
 from engine.tiny.data import COLOURS, COUNT_WORDS, POSITIONS, SHAPES, SIZES
 
 __all__ = ["dataset_vocabulary", "main"]
@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--aux", type=float, default=1.0, help="weight of the auxiliary attribute losses")
     parser.add_argument("--g-channels", default="64,64,32,16,8", help="generator channels, 4×4 to 64×64")
     parser.add_argument("--d-channels", default="16,32,64,128", help="discriminator channels, 32×32 to 4×4")
+    parser.add_argument("--reconstruction", type=float, default=10.0, help="weight of the cVAE L1 loss")
+    parser.add_argument("--kl", type=float, default=0.1, help="weight of the encoder's KL term (per z entry)")
     parser.add_argument("--palette", type=float, default=1.0, help="weight of the caption-palette loss")
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument("--checkpoint-every", type=int, default=250)
@@ -157,8 +159,9 @@ def main(argv: list[str] | None = None) -> None:
     generator = Generator(config)
     d_channels = tuple(int(c) for c in args.d_channels.split(","))
     discriminator = Discriminator(config, backgrounds=BACKGROUNDS, pairs=PAIRS, channels=d_channels)
+    encoder = Encoder(config, channels=d_channels)
     ema = copy.deepcopy(generator).eval().requires_grad_(False)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=args.lr_g, betas=(0.0, 0.9))
+    opt_g = torch.optim.Adam([*generator.parameters(), *encoder.parameters()], lr=args.lr_g, betas=(0.0, 0.9))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=args.lr_d, betas=(0.0, 0.9))
     data = random.Random(args.seed)
     noise = torch.Generator().manual_seed(args.seed)
@@ -168,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.resume and checkpoint.exists():
         state = torch.load(checkpoint, weights_only=False)  # our own file, written below
         generator.load_state_dict(state["generator"])
+        encoder.load_state_dict(state["encoder"])
         discriminator.load_state_dict(state["discriminator"])
         ema.load_state_dict(state["ema"])
         opt_g.load_state_dict(state["opt_g"])
@@ -184,9 +188,16 @@ def main(argv: list[str] | None = None) -> None:
         ids, lengths = _texts(batch, config, noise, dropout=0.05)
         z_shape = (args.batch, config.z_channels, height // config.upsampling, width // config.upsampling)
 
-        # 2. Discriminator: hinge on real vs generated, auxiliary heads on the real pictures only. The
-        # same generated batch serves the generator's step after (one generator pass per step).
-        fake = generator(torch.randn(z_shape, generator=noise), generator.text(ids, lengths))
+        # 2. One generator pass makes both halves of the cVAE-GAN: the real pictures rebuilt from their
+        # encoded z (a dense signal that teaches shapes and colours fast) and pictures from prior z's
+        # (what members get, and what the discriminator judges). It serves both updates below.
+        mean, log_variance = encoder(batch.pixels)
+        encoded = mean + torch.randn(mean.shape, generator=noise) * (0.5 * log_variance).exp()
+        text = generator.text(ids, lengths)
+        made = generator(torch.cat([encoded, torch.randn(z_shape, generator=noise)]), torch.cat([text, text]))
+        rebuilt, fake = made.chunk(2)
+
+        # 3. Discriminator: hinge on real vs generated, auxiliary heads on the real pictures only.
         real_score, real_bg, real_pairs = discriminator(batch.pixels, ids, lengths)
         fake_score, _, _ = discriminator(fake.detach(), ids, lengths)
         d_adv = F.relu(1 - real_score).mean() + F.relu(1 + fake_score).mean()
@@ -195,17 +206,20 @@ def main(argv: list[str] | None = None) -> None:
         (d_adv + args.aux * d_aux).backward()
         opt_d.step()
 
-        # 3. Generator: fool the discriminator, make its heads read what the caption says, and keep to
-        # the caption's palette.
+        # 4. Generator and encoder: fool the discriminator, make its heads read what the caption says,
+        # keep to the caption's palette, rebuild the real pictures, keep encoded z's near the prior.
         score, fake_bg, fake_pairs = discriminator(fake, ids, lengths)
         g_adv = -score.mean()
         g_aux = _aux_loss(fake_bg, fake_pairs, batch)
         g_palette = _palette_loss(fake, batch)
+        g_rec = (rebuilt - batch.pixels).abs().mean()
+        g_kl = 0.5 * (mean.pow(2) + log_variance.exp() - 1 - log_variance).mean()
         opt_g.zero_grad(set_to_none=True)
-        (g_adv + args.aux * g_aux + args.palette * g_palette).backward()
+        loss = g_adv + args.aux * g_aux + args.palette * g_palette + args.reconstruction * g_rec
+        (loss + args.kl * g_kl).backward()
         opt_g.step()
 
-        # 4. The moving average that ships (warming up so early steps are not frozen in).
+        # 5. The moving average that ships (warming up so early steps are not frozen in).
         decay = min(args.ema, (1 + step) / (10 + step))
         with torch.no_grad():
             for mine, theirs in zip(ema.parameters(), generator.parameters(), strict=True):
@@ -219,6 +233,8 @@ def main(argv: list[str] | None = None) -> None:
             ("g_adv", g_adv.item()),
             ("g_aux", g_aux.item()),
             ("g_palette", g_palette.item()),
+            ("g_rec", g_rec.item()),
+            ("g_kl", g_kl.item()),
             ("real_bg_acc", real_acc),
             ("real_pair_acc", real_pair_acc),
             ("fake_bg_acc", fake_bg_acc),
@@ -237,6 +253,7 @@ def main(argv: list[str] | None = None) -> None:
             torch.save(
                 {
                     "generator": generator.state_dict(),
+                    "encoder": encoder.state_dict(),
                     "discriminator": discriminator.state_dict(),
                     "ema": ema.state_dict(),
                     "opt_g": opt_g.state_dict(),
