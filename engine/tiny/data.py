@@ -82,11 +82,12 @@ class Scene:
     """Where each drawn shape's centre lies, flattened over groups in order."""
 
 
-def random_scene(rng: random.Random) -> Scene:
-    """Draw a random scene description: a background and one or two groups of shapes."""
+def random_scene(rng: random.Random, *, one_group: float = 0.65) -> Scene:
+    """Draw a random scene description: a background and one group of shapes (with probability
+    `one_group`) or two."""
     background = rng.choice(list(COLOURS))
     others = [c for c in COLOURS if c != background]
-    group_count = 1 if rng.random() < 0.65 else 2
+    group_count = 1 if rng.random() < one_group else 2
     groups: list[Shape] = []
     for _ in range(group_count):
         count = rng.choices((1, 2, 3), weights=(6, 3, 2))[0]
@@ -141,21 +142,26 @@ def caption(scene: Scene, rng: random.Random) -> str:
     return subject if rng.random() < 0.5 else f"a {scene.background} background"
 
 
-def draw(scene: Scene, size: int = 64) -> Image.Image:
-    """Paint a scene as an RGB image of `size`×`size`."""
-    big = size * _SUPERSAMPLE
-    image = Image.new("RGB", (big, big), COLOURS[scene.background])
+def draw(scene: Scene, size: int = 64, *, width: int | None = None, height: int | None = None) -> Image.Image:
+    """Paint a scene as an RGB image of `size`×`size`, or `width`×`height` when given.
+
+    On a non-square canvas the centres are fractions of each side and shapes keep their size relative
+    to the short side (a wide picture of "a big circle" has the circle as tall as a square one has).
+    """
+    width, height = width or size, height or size
+    big_w, big_h = width * _SUPERSAMPLE, height * _SUPERSAMPLE
+    image = Image.new("RGB", (big_w, big_h), COLOURS[scene.background])
     pen = ImageDraw.Draw(image)
     centres = iter(scene.centres)
     for group in scene.groups:
         fraction = SIZES.get(group.size or "", MEDIUM_SIZE)
         if group.count > 1:
             fraction *= 0.85  # several shapes have to fit side by side
-        radius = fraction * big / 2
+        radius = fraction * min(big_w, big_h) / 2
         fill = COLOURS[group.colour]
         for _ in range(group.count):
             cx, cy = next(centres)
-            x, y = cx * big, cy * big
+            x, y = cx * big_w, cy * big_h
             if group.kind == "circle":
                 pen.ellipse((x - radius, y - radius, x + radius, y + radius), fill=fill)
             elif group.kind == "square":
@@ -164,18 +170,30 @@ def draw(scene: Scene, size: int = 64) -> Image.Image:
             else:
                 half, low = radius * 1.1, y + radius * 0.8
                 pen.polygon([(x, y - radius), (x + half, low), (x - half, low)], fill=fill)
-    return image.resize((size, size), Image.Resampling.BOX)
+    return image.resize((width, height), Image.Resampling.BOX)
 
 
 def sample_batch(
-    rng: random.Random, batch_size: int, *, size: int = 64, caption_dropout: float = 0.0
+    rng: random.Random,
+    batch_size: int,
+    *,
+    size: int = 64,
+    width: int | None = None,
+    height: int | None = None,
+    caption_dropout: float = 0.0,
+    one_group: float = 0.65,
 ) -> tuple[np.ndarray, list[str]]:
-    """A batch of images as float32 NCHW in [-1, 1] and their captions ("" with `caption_dropout`)."""
-    pixels = np.empty((batch_size, 3, size, size), dtype=np.float32)
+    """A batch of images as float32 NCHW in [-1, 1] and their captions ("" with `caption_dropout`).
+
+    Images are `size`×`size`, or `width`×`height` when given; `one_group` is passed to `random_scene`.
+    """
+    width, height = width or size, height or size
+    pixels = np.empty((batch_size, 3, height, width), dtype=np.float32)
     captions: list[str] = []
     for i in range(batch_size):
-        scene = random_scene(rng)
-        pixels[i] = np.asarray(draw(scene, size), dtype=np.float32).transpose(2, 0, 1) / 127.5 - 1.0
+        scene = random_scene(rng, one_group=one_group)
+        picture = draw(scene, width=width, height=height)
+        pixels[i] = np.asarray(picture, dtype=np.float32).transpose(2, 0, 1) / 127.5 - 1.0
         text = caption(scene, rng)
         captions.append("" if rng.random() < caption_dropout else text)
     return pixels, captions

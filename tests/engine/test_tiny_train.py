@@ -6,8 +6,10 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from engine.tiny.data import COLOURS, caption, draw, random_scene, sample_batch
 from engine.tiny.train import main
@@ -29,6 +31,8 @@ def test_training_script_writes_a_loadable_pipeline(tmp_path: Path) -> None:
                 "--batch-size",
                 "2",
                 "--vae-batch-size",
+                "2",
+                "--decoder-steps",
                 "2",
             ]
         )
@@ -62,11 +66,14 @@ def test_training_is_seeded(tmp_path: Path) -> None:
                 "2",
                 "--vae-batch-size",
                 "2",
+                "--decoder-steps",
+                "1",
             ]
         )
         runs.append(json.loads((tmp_path / name / "training.json").read_text()))
     assert runs[0]["vae_mse"] == runs[1]["vae_mse"]
     assert runs[0]["unet_eps_mse"] == runs[1]["unet_eps_mse"]
+    assert runs[0]["decoder_mse"] == runs[1]["decoder_mse"]
 
 
 def test_dataset_captions_name_what_is_drawn() -> None:
@@ -83,3 +90,38 @@ def test_dataset_captions_name_what_is_drawn() -> None:
     assert pixels.min() >= -1
     assert pixels.max() <= 1
     assert captions == [""] * 8
+
+
+def test_wide_canvases_keep_shape_sizes_and_backgrounds() -> None:
+    from engine.tiny.data import Scene, Shape
+
+    scene = Scene("blue", (Shape("square", "red", 1, "big"),), ((0.5, 0.5),))
+    square, wide = draw(scene), draw(scene, width=80, height=56)
+    assert wide.size == (80, 56)
+    assert wide.getpixel((0, 0)) == COLOURS["blue"]
+
+    def red_rows(image: Image.Image) -> int:
+        pixels = np.asarray(image, dtype=np.int32)
+        red = (np.abs(pixels - np.array(COLOURS["red"])).sum(-1) < 30).any(axis=1)
+        return int(red.sum())
+
+    # The shape's size follows the short side: 56/64 of the square canvas's, give or take an edge pixel.
+    assert abs(red_rows(wide) - red_rows(square) * 56 / 64) <= 1.5
+    pixels, _ = sample_batch(random.Random(1), 3, width=80, height=56)
+    assert pixels.shape == (3, 3, 56, 80)
+
+
+def test_shape_mask_marks_the_shape_not_the_background() -> None:
+    from engine.tiny.data import Scene, Shape
+    from engine.tiny.train import shape_mask
+
+    scene = Scene("green", (Shape("circle", "yellow", 1, None),), ((0.5, 0.5),))
+    pixels = torch.from_numpy(
+        (np.asarray(draw(scene), dtype=np.float32).transpose(2, 0, 1) / 127.5 - 1.0)[None]
+    )
+    mask = shape_mask(pixels)
+    assert mask.shape == (1, 1, 64, 64)
+    assert mask[0, 0, 32, 32] == 1
+    assert mask[0, 0, 2, 2] == 0
+    # A medium circle: diameter 0.28 of the side, so about 6% of the picture.
+    assert 0.04 < float(mask.mean()) < 0.09
