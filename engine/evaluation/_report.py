@@ -49,13 +49,25 @@ def markdown_table(rows: Sequence[Row], metrics: Metrics) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _short_name(model: str) -> str:
-    """A model's name as the plot and file names show it: a folder's own name, not its whole path."""
-    return Path(model).name if Path(model).is_absolute() else model
+def short_names(models: Sequence[str]) -> dict[str, str]:
+    """Each model's name as the plot and file names show it: a folder by the end of its path, as few of
+    its last parts as tell it apart from the run's other folders (two `…/model` folders are not one)."""
+    distinct = list(dict.fromkeys(models))
+    names = {model: model for model in distinct}
+    folders = [model for model in distinct if Path(model).is_absolute()]
+    for model in folders:
+        parts = Path(model).parts
+        for keep in range(1, len(parts) + 1):
+            name = "/".join(parts[-keep:])
+            others = ("/".join(Path(other).parts[-keep:]) for other in folders if other != model)
+            if name not in others:
+                break
+        names[model] = name
+    return names
 
 
-def _slug(row: Row) -> str:
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", _short_name(row.model)).strip("-") or "model"
+def _slug(row: Row, names: dict[str, str]) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", names[row.model]).strip("-") or "model"
     return f"{name}-{row.aspect[0]}x{row.aspect[1]}"
 
 
@@ -68,6 +80,7 @@ def plot(rows: Sequence[Row], metrics: Metrics) -> Image.Image:
     """Two panels of horizontal bars, one line per row: FID (lower is better), then the three accuracies."""
     font = ImageFont.load_default(size=14)
     small = ImageFont.load_default(size=12)
+    names = short_names([row.model for row in rows])
     label_w, panel_w, gap, line_h, top = 190, 330, 40, 48, 56
     width = label_w + 2 * panel_w + gap + 30
     height = top + line_h * len(rows) + 50
@@ -86,7 +99,7 @@ def plot(rows: Sequence[Row], metrics: Metrics) -> Image.Image:
     pen.text((fid_x + panel_w - 40, bottom + 4), f"{worst:.3g}", fill=_INK, font=small)
     for index, row in enumerate(rows):
         y = top + index * line_h
-        pen.text((10, y + 8), _short_name(row.model), fill=_INK, font=font)
+        pen.text((10, y + 8), names[row.model], fill=_INK, font=font)
         pen.text((10, y + 26), f"{_aspect(row)}  ({row.width}x{row.height})", fill=_INK, font=small)
         bar = panel_w * row.fid / worst
         pen.rectangle((fid_x, y + 10, fid_x + max(1.0, bar), y + line_h - 12), fill=(120, 120, 120))
@@ -114,6 +127,7 @@ def write_report(rows: Sequence[Row], metrics: Metrics, out: Path, *, header: st
     """Write eval.md (header, table, sample grids), eval.png and grids/ under `out`; returns eval.md."""
     grids = out / "grids"
     grids.mkdir(parents=True, exist_ok=True)
+    names = short_names([row.model for row in rows])
     plot(rows, metrics).save(out / PLOT)
     lines = [header.rstrip(), "", markdown_table(rows, metrics), f"![the table as bars]({PLOT})", ""]
     lines.append("## Sample grids (the first grids of each row)")
@@ -122,7 +136,7 @@ def write_report(rows: Sequence[Row], metrics: Metrics, out: Path, *, header: st
         for number, sample in enumerate(row.samples, start=1):
             if len(sample.images) != GRID_SIZE:
                 continue
-            name = f"{_slug(row)}-{number}.png"
+            name = f"{_slug(row, names)}-{number}.png"
             make_grid(sample.images).save(grids / name)
             lines.append(f"- {row.model} {_aspect(row)}, “{sample.prompt}”: ![{name}](grids/{name})")
     table = out / TABLE
