@@ -1,6 +1,8 @@
 """Benchmark of the fair queue over simulated GPUs that only sleep T per job, leaving the CPU free.
 
 Run from the repository root:  .venv/bin/python -m bench.queue_throughput
+(`--real-size 512` or `1024`: the devices return four photo-like images of that side, and each job's
+follower delivers them as the bot does, the WebP grid then the PNGs; use it with `--seconds 0.3`.)
 
 Prints three figures against their targets:
 - throughput over 200 jobs from 20 owners, as a fraction of the ideal workers / T (target >= 0.98);
