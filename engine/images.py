@@ -27,6 +27,7 @@ from engine.types import GRID_SIZE, GenerationRequest, GenerationResult, Mode
 
 __all__ = [
     "DEFAULT_ATTACHMENT_LIMIT",
+    "POSTED_GRID_MAX_SIDE",
     "Attachment",
     "ImageError",
     "ImageFormat",
@@ -48,6 +49,12 @@ __all__ = [
 
 DEFAULT_ATTACHMENT_LIMIT = 10 * 1024 * 1024
 """Discord's attachment limit for servers without boosts (the `IMAGINE_ATTACHMENT_LIMIT_MB` default)."""
+
+POSTED_GRID_MAX_SIDE = 2048
+"""A grid posted in a compact format (WebP, JPEG) is at most this wide and tall: a larger one (four
+1536×864 cells of a hosted engine make 3072×1728) is posted at its size divided by the smallest whole
+number that fits, a box filter taking milliseconds, where encoding it whole took ~0.2 s on this CPU.
+Discord shows it smaller still; the full grid and cells stay on disk as PNG, and U gives a full cell."""
 
 PARAMETERS_KEY = "parameters"
 """The PNG text chunk A1111 writes its recipe to."""
@@ -451,6 +458,12 @@ def _write_returning(path: Path, data: bytes) -> Path:
     return path
 
 
+def _posted_grid(grid: Image.Image) -> Image.Image:
+    """The grid as posted in a compact format: whole, or reduced to fit `POSTED_GRID_MAX_SIDE`."""
+    factor = -(-max(grid.size) // POSTED_GRID_MAX_SIDE)
+    return grid if factor == 1 else grid.reduce(factor)
+
+
 async def prepare_job_images(
     result: GenerationResult,
     request: GenerationRequest,
@@ -492,7 +505,8 @@ async def prepare_job_images(
         else:
             shown = cells[0]  # a single image, or a count other than four: the first one is posted
         png = encode_png(shown.image, shown.recipe) if image_format is ImageFormat.PNG else None
-        attachment = fit_attachment(shown.image, shown.recipe, limit, image_format, png=png)
+        posted = shown.image if png is not None or grid_recipe is None else _posted_grid(shown.image)
+        attachment = fit_attachment(posted, shown.recipe, limit, image_format, png=png)
         shown = replace(shown, png=png)
         return (shown if grid_recipe is not None else None), attachment, shown
 

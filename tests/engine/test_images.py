@@ -382,3 +382,36 @@ async def test_a_single_image_is_posted_compact_and_kept_as_png(tmp_path: Path) 
     assert saved.images == (tmp_path / "up.png",)
     assert saved.attachment == tmp_path / "up.jpg"
     assert read_recipe(saved.attachment) == read_recipe(saved.images[0])
+
+
+@pytest.mark.parametrize(
+    ("image_format", "cell", "posted"),
+    [
+        (ImageFormat.WEBP, (1536, 864), (1536, 864)),  # a 3072×1728 grid, halved
+        (ImageFormat.JPEG, (1100, 1100), (1100, 1100)),  # 2200², halved
+        (ImageFormat.WEBP, (1024, 1024), (2048, 2048)),  # fits: posted whole
+        (ImageFormat.PNG, (1536, 864), (3072, 1728)),  # a PNG grid is the kept file itself
+    ],
+)
+async def test_a_large_grid_is_posted_reduced_in_a_compact_format(
+    tmp_path: Path, image_format: ImageFormat, cell: tuple[int, int], posted: tuple[int, int]
+) -> None:
+    images = [Image.new("RGB", cell, colour) for colour in ("red", "green", "blue", "white")]
+    request = GenerationRequest(prompt="four colours", seed=1)
+    saved = await save_job_images(make_result(images), request, tmp_path, "big", image_format=image_format)
+    with Image.open(saved.attachment) as shown:
+        assert shown.size == posted
+        # Reduced, not cropped: each quarter still shows its cell's colour.
+        quarter = shown.convert("RGB").crop((0, 0, posted[0] // 2, posted[1] // 2))
+        assert quarter.resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))[0] > 200
+    assert read_recipe(saved.attachment) == read_recipe(saved.grid)
+    with Image.open(saved.grid) as kept:
+        assert kept.size == (cell[0] * 2, cell[1] * 2)
+
+
+async def test_a_large_single_image_is_posted_whole(tmp_path: Path) -> None:
+    request = GenerationRequest(prompt="fox", mode=Mode.UPSCALE, seed=3, count=1)
+    result = make_result([Image.new("RGB", (3072, 1728), "orange")], seeds=(3,))
+    saved = await save_job_images(result, request, tmp_path, "up", image_format=ImageFormat.WEBP)
+    with Image.open(saved.attachment) as shown:
+        assert shown.size == (3072, 1728)  # an upscale is the full picture, in Discord too
