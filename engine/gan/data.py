@@ -1,8 +1,8 @@
 """Training batches for the GAN: the tiny model's coloured-shapes scenes at several aspects, with labels.
 
-Square pictures are exactly `engine.tiny.data.draw`'s. A wider or taller canvas places the same scene
-with its centres stretched over the canvas and its sizes taken from the short side, so "on the left"
-is still on the left and a circle stays round. The labels (background colour, the (shape, colour)
+Pictures are `engine.tiny.data.draw`'s at each canvas size: on a wider or taller canvas the centres
+stretch over the canvas and sizes come from the short side, so "on the left" is still on the left and
+a circle stays round. The labels (background colour, the (shape, colour)
 pairs) come from the scene, masked to what the caption mentions; they train the discriminator's
 auxiliary heads, never the generator's input, which is the caption alone.
 """
@@ -14,16 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
 
-from engine.tiny.data import COLOURS, MEDIUM_SIZE, SHAPES, SIZES, Scene, caption, draw, random_scene
+from engine.tiny.data import COLOURS, SHAPES, caption, draw, random_scene
 
-__all__ = ["BACKGROUNDS", "PAIRS", "Batch", "render", "sample"]
+__all__ = ["BACKGROUNDS", "PAIRS", "Batch", "sample"]
 
 BACKGROUNDS = len(COLOURS)
 PAIRS = len(SHAPES) * len(COLOURS)
 _COLOUR_INDEX = {name: i for i, name in enumerate(COLOURS)}
-_SUPERSAMPLE = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,33 +37,6 @@ class Batch:
     """N booleans: whether the caption names the shapes (else `pairs` is not asked of the generator)."""
 
 
-def render(scene: Scene, width: int, height: int) -> Image.Image:
-    """Paint `scene` on a `width`×`height` canvas (exactly `draw` when square)."""
-    if width == height:
-        return draw(scene, width)
-    big_w, big_h = width * _SUPERSAMPLE, height * _SUPERSAMPLE
-    side = min(big_w, big_h)
-    image = Image.new("RGB", (big_w, big_h), COLOURS[scene.background])
-    pen = ImageDraw.Draw(image)
-    centres = iter(scene.centres)
-    for group in scene.groups:
-        fraction = SIZES.get(group.size or "", MEDIUM_SIZE) * (0.85 if group.count > 1 else 1.0)
-        radius = fraction * side / 2
-        fill = COLOURS[group.colour]
-        for _ in range(group.count):
-            cx, cy = next(centres)
-            x, y = cx * big_w, cy * big_h
-            if group.kind == "circle":
-                pen.ellipse((x - radius, y - radius, x + radius, y + radius), fill=fill)
-            elif group.kind == "square":
-                half = radius * 0.9
-                pen.rectangle((x - half, y - half, x + half, y + half), fill=fill)
-            else:
-                half, low = radius * 1.1, y + radius * 0.8
-                pen.polygon([(x, y - radius), (x + half, low), (x - half, low)], fill=fill)
-    return image.resize((width, height), Image.Resampling.BOX)
-
-
 def sample(rng: random.Random, batch_size: int, width: int, height: int) -> Batch:
     """`batch_size` fresh scenes at `width`×`height` with their captions and labels."""
     pixels = np.empty((batch_size, 3, height, width), dtype=np.float32)
@@ -75,7 +46,10 @@ def sample(rng: random.Random, batch_size: int, width: int, height: int) -> Batc
     named = torch.zeros(batch_size, dtype=torch.bool)
     for i in range(batch_size):
         scene = random_scene(rng)
-        pixels[i] = np.asarray(render(scene, width, height), dtype=np.float32).transpose(2, 0, 1) / 127.5 - 1
+        pixels[i] = (
+            np.asarray(draw(scene, width=width, height=height), dtype=np.float32).transpose(2, 0, 1) / 127.5
+            - 1
+        )
         text = caption(scene, rng)
         words = text.split()
         captions.append(text)
