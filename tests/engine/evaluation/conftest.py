@@ -12,8 +12,8 @@ from engine.evaluation import DATA, Row, evaluate, load_model_backend, shapes_pr
 from engine.tiny import build_random_pipeline
 
 N = 48
-"""Images per model in the shared run: twelve grids. FID over 128 features is biased upwards at small n, and at
-16 images the trained tiny (v1) and random weights came out alike (65 and 62); at 48 they are far apart (25, 74)."""
+"""Images per model in the shared run: twelve grids. FID over 128 features is biased upwards at small n:
+at 16 images the trained tiny (v1) and random weights came out alike (65 and 62), at 48 far apart (25, 74)."""
 
 
 @pytest.fixture(scope="package", autouse=True)
