@@ -64,7 +64,10 @@ async def test_grid_with_previews_then_u_v_and_reroll(
         upscale = await fake.wait_for_message(
             lambda m: "Image #3" in m.content and bool(m.attachments), timeout=20
         )
-        assert _image(upscale).size == (picture.width, picture.height)  # a cell at 2x is the grid's size
+        # Cells are 1536x1024 cropped to 1536x864: the 3072x1728 grid is posted halved (engine.images.
+        # POSTED_GRID_MAX_SIDE), and the upscale is the cell at 2x, posted whole.
+        assert (picture.width, picture.height) == (1536, 864)
+        assert _image(upscale).size == (3072, 1728)
         assert not EDIT_TOOLS & set(upscale.button_labels())
         assert {"Upscale (Subtle)", "Vary (Subtle)", "Vary (Strong)"} <= set(upscale.button_labels())
         assert len(api.image_requests()) == 1
@@ -82,7 +85,7 @@ async def test_grid_with_previews_then_u_v_and_reroll(
         kept = next(image for image in grid_job.images if image.index == 2)
         with Image.open(world.config.data_dir / kept.path) as opened:
             cell_two = opened.convert("RGB")
-        assert edit.images[0].size == cell_two.size == (picture.width // 2, picture.height // 2)
+        assert edit.images[0].size == cell_two.size == (1536, 864)  # the full cell, not the posted grid's
         assert edit.images[0].tobytes() == cell_two.tobytes()
 
         # 🔄: a new grid from a new generations call.
