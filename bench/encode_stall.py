@@ -21,9 +21,9 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
+from bench._photos import photo_like
 from engine.backend import ProgressCallback
 from engine.errors import JobCancelled
 from engine.images import encode_png, make_grid, recipe_text, save_job_images
@@ -32,18 +32,6 @@ from engine.types import GenerationRequest, GenerationResult, Progress
 
 SIZE = 512
 Saver = Callable[[GenerationResult, GenerationRequest, Path, str], Awaitable[object]]
-
-
-def photo_like(seed: int) -> Image.Image:
-    """A 512×512 picture with the smooth shading and fine grain of a decoded diffusion image."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:SIZE, 0:SIZE] / SIZE
-    phase = rng.uniform(0, 6, 3)
-    base = np.stack(
-        [np.sin(x * 7 + y * 3 + phase[0]), np.cos(y * 5 - x * 2 + phase[1]), np.sin((x + y) * 4)], -1
-    )
-    pixels = np.clip(base * 90 + 128 + rng.normal(0, 14, base.shape), 0, 255).astype(np.uint8)
-    return Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(1.0))
 
 
 class SleepBackend:
@@ -157,7 +145,7 @@ async def run(
 
 
 async def main_async(jobs: int, period: float, repeats: int) -> None:
-    images = tuple(photo_like(seed) for seed in range(4))
+    images = tuple(photo_like(seed, SIZE) for seed in range(4))
     grid_bytes = len(encode_png(make_grid(images), "x"))
     t0 = time.perf_counter()
     for image in images:
