@@ -253,8 +253,9 @@ async def imagine(
     # 2. The bot's own services, on this process; 3. the jobs, one grid after another.
     presenter = TerminalPresenter(bar, out, err)
     try:
-        # One local generation: on this machine's model even where the bot uses remote workers.
-        local = config.model_copy(update={"queue_url": None})
+        # One local generation: on this machine's model even where the bot uses remote workers. Nothing
+        # is posted, so the "attachment" is the grid PNG itself rather than a WebP no one reads.
+        local = config.model_copy(update={"queue_url": None, "discord_image_format": "png"})
         async with open_services(local, grace_s=0.0) as services:
             bar.done()
             await services.jobs.start(presenter, recover=False)  # the bot's jobs are not ours to resume
