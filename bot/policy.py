@@ -31,6 +31,7 @@ __all__ = [
     "ChannelNotAllowed",
     "EngineCannotHonour",
     "FlaggedImages",
+    "GalleryAccess",
     "Limits",
     "NotJobOwner",
     "PolicyError",
@@ -359,6 +360,17 @@ def check_button_press(*, presser_id: int, owner_id: int, owner_only: bool) -> N
 
 
 # --- moderation -------------------------------------------------------------------------------
+
+
+class GalleryAccess(enum.StrEnum):
+    """Who sees a server's jobs in the web gallery (`/config gallery`); a member always sees their own."""
+
+    OFF = "off"
+    """Each member sees only their own jobs."""
+    MEMBERS = "members"
+    """Every member who opens the gallery from the server (`/gallery`) sees the server's jobs."""
+    PUBLIC = "public"
+    """Anyone with the gallery's address sees the server's jobs, signed in or not."""
 
 
 class FlaggedImages(enum.StrEnum):

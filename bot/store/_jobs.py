@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.store.errors import JobNotFound, JobStateError, StaleAttempt
 from bot.store.models import (
     CELL_INDEXES,
+    MAX_NAME_LENGTH,
     UNFINISHED,
     Image,
     Job,
@@ -73,6 +74,14 @@ class Recovery:
     failed: list[Job] = field(default_factory=list)
 
 
+def aspect_of(params: dict[str, Any]) -> str | None:
+    """`W:H` of the request a job row's `params` keep (`bot.jobs.conversions.request_to_params`)."""
+    ratio = (params.get("request") or {}).get("aspect_ratio")
+    if not isinstance(ratio, list | tuple) or len(ratio) != 2:
+        return None
+    return f"{int(ratio[0])}:{int(ratio[1])}"
+
+
 # --- changes ----------------------------------------------------------------------------------
 
 
@@ -85,6 +94,7 @@ async def create_job(
     prompt: str,
     seed: int,
     params: dict[str, Any] | None = None,
+    user_name: str | None = None,
     model: str | None = None,
     guild_id: int | None = None,
     parent_id: str | None = None,
@@ -94,18 +104,21 @@ async def create_job(
     now: datetime | None = None,
 ) -> Job:
     """Add a queued job and flush it (so a bad parent id fails here, not at commit)."""
+    params = dict(params or {})
     if parent_index is not None and not CELL_INDEXES[0] <= parent_index <= CELL_INDEXES[1]:
         raise ValueError(f"parent_index is a grid cell 1–4; got {parent_index}")
     job = Job(
         id=job_id or new_job_id(),
         kind=kind,
         user_id=user_id,
+        user_name=user_name[:MAX_NAME_LENGTH] if user_name else None,
         guild_id=guild_id,
         channel_id=channel_id,
         message_id=message_id,
         prompt=prompt,
-        params=dict(params or {}),
+        params=params,
         model=model,
+        aspect=aspect_of(params),
         seed=seed,
         seeds=[],
         status=JobStatus.QUEUED,

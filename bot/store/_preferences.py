@@ -11,7 +11,7 @@ from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.policy import FlaggedImages
+from bot.policy import FlaggedImages, GalleryAccess
 from bot.store._locks import serialize
 from bot.store._usage import UNSET, Unset
 from bot.store.models import GuildRules, UserPreferences, utcnow
@@ -30,6 +30,7 @@ async def get_guild_rules(session: AsyncSession, guild_id: int | None) -> GuildR
         allowed_channel_ids=[],
         buttons_owner_only=False,
         flagged_images=FlaggedImages.BLOCK,
+        gallery=GalleryAccess.OFF,
         updated_at=utcnow(),
     )
 
@@ -42,6 +43,7 @@ async def update_guild_rules(
     allowed_channel_ids: Sequence[int] | None = None,
     buttons_owner_only: bool | None = None,
     flagged_images: FlaggedImages | None = None,
+    gallery: GalleryAccess | None = None,
 ) -> GuildRules:
     """Change the given rules (None = keep), creating the row on first use."""
     await serialize(session, "guild_rules", guild_id)
@@ -57,6 +59,8 @@ async def update_guild_rules(
         rules.buttons_owner_only = buttons_owner_only
     if flagged_images is not None:
         rules.flagged_images = FlaggedImages(flagged_images)
+    if gallery is not None:
+        rules.gallery = GalleryAccess(gallery)
     rules.updated_at = utcnow()
     await session.flush()
     return rules

@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from bot.policy import FlaggedImages, QuotaScope
+from bot.policy import FlaggedImages, GalleryAccess, QuotaScope
 
 __all__ = [
     "NAMING_CONVENTION",
@@ -64,6 +64,9 @@ NAMING_CONVENTION = {
 
 JSON_VALUE = JSON().with_variant(JSONB(), "postgresql")
 """JSON; JSONB on PostgreSQL (comparable and indexable, unlike its plain `json`)."""
+
+MAX_NAME_LENGTH: Final = 100
+"""A Discord display name is at most 32 characters; room to spare."""
 
 CELL_INDEXES = (1, 4)
 """Grid cells are numbered 1 top-left … 4 bottom-right, as Midjourney numbers them."""
@@ -165,6 +168,7 @@ class Job(Base):
         ),
         Index("ix_jobs_status_created_at", "status", "created_at"),
         Index("ix_jobs_user_id_created_at", "user_id", "created_at"),
+        Index("ix_jobs_guild_id_created_at", "guild_id", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_job_id)
@@ -175,6 +179,8 @@ class Job(Base):
     NULL for imagine and re-roll."""
 
     user_id: Mapped[int] = mapped_column(BigInteger)
+    user_name: Mapped[str | None] = mapped_column(String(MAX_NAME_LENGTH))
+    """The owner's display name when they asked (the web gallery shows it); NULL when unknown."""
     guild_id: Mapped[int | None] = mapped_column(BigInteger)
     channel_id: Mapped[int] = mapped_column(BigInteger)
     message_id: Mapped[int | None] = mapped_column(BigInteger)
@@ -185,6 +191,8 @@ class Job(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON_VALUE, default=dict)
     model: Mapped[str | None] = mapped_column(String(500))
     """The model alias asked for, then the model that actually ran; NULL = the default model."""
+    aspect: Mapped[str | None] = mapped_column(String(16))
+    """The request's aspect ratio as `W:H` (`16:9`), for the gallery's filter; NULL when it has none."""
     seed: Mapped[int] = mapped_column(BigInteger)
     seeds: Mapped[list[int]] = mapped_column(JSON_VALUE, default=list)
     """Per-image seeds, in cell order, once the job has run."""
@@ -253,6 +261,10 @@ class GuildRules(Base):
         _str_enum(FlaggedImages), default=FlaggedImages.BLOCK, server_default=FlaggedImages.BLOCK.value
     )
     """What flagged images get in the server's age-restricted channels (elsewhere: always withheld)."""
+    gallery: Mapped[GalleryAccess] = mapped_column(
+        _str_enum(GalleryAccess), default=GalleryAccess.OFF, server_default=GalleryAccess.OFF.value
+    )
+    """Who sees the server's jobs in the web gallery besides their owners (`/config gallery`)."""
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
 

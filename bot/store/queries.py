@@ -8,6 +8,17 @@ only on recovery) and raise `JobStateError` otherwise.
 
 from __future__ import annotations
 
+from bot.store._gallery import (
+    DayUsage,
+    GalleryQuery,
+    MemberUsage,
+    family_of,
+    gallery_job,
+    gallery_jobs,
+    member_names,
+    usage_by_day,
+    usage_by_member,
+)
 from bot.store._jobs import (
     MAX_ATTEMPTS,
     ImageRecord,
@@ -40,12 +51,18 @@ from bot.store._usage import UNSET, delete_quota_rule, quota_rules, set_quota_ru
 __all__ = [
     "MAX_ATTEMPTS",
     "UNSET",
+    "DayUsage",
+    "GalleryQuery",
     "ImageRecord",
+    "MemberUsage",
     "Recovery",
     "active_jobs",
     "count_active",
     "create_job",
     "delete_quota_rule",
+    "family_of",
+    "gallery_job",
+    "gallery_jobs",
     "get_guild_rules",
     "get_job",
     "get_user_preferences",
@@ -55,6 +72,7 @@ __all__ = [
     "mark_moderated",
     "mark_running",
     "mark_succeeded",
+    "member_names",
     "quota_rules",
     "recent_jobs",
     "recover_unfinished",
@@ -65,5 +83,7 @@ __all__ = [
     "unfinished_jobs",
     "update_guild_rules",
     "update_user_preferences",
+    "usage_by_day",
+    "usage_by_member",
     "usage_since",
 ]

@@ -108,9 +108,9 @@ async def test_moderation_revision_gives_existing_servers_and_jobs_the_safe_defa
     assert down.after == "0001"
     _, diff = await _inspect(db_url)
     assert {change[2].name for change in diff if change[0] == "remove_column"} == set()
-    # Back at 0001 the models want every column added since: 0002's and 0003's.
+    # Back at 0001 the models want every column added since: 0002's, 0003's and 0004's.
     added = {change[3].name for change in diff if change[0] == "add_column"}
-    assert added == {"flagged", "flagged_images", "images", "hosted", "images_per_day"}
+    assert added == {"flagged", "flagged_images", "images", "hosted", "images_per_day", *GALLERY_COLUMNS}
 
 
 async def test_hosted_usage_revision_keeps_old_ledger_rows_as_local_and_uncapped(db_url: str) -> None:
@@ -139,7 +139,49 @@ async def test_hosted_usage_revision_keeps_old_ledger_rows_as_local_and_uncapped
         "images",
         "hosted",
         "images_per_day",
+        *GALLERY_COLUMNS,
     }
+
+
+GALLERY_COLUMNS = {"gallery", "user_name", "aspect"}
+
+
+async def test_gallery_revision_keeps_servers_private_and_reads_old_jobs_aspect_ratio(db_url: str) -> None:
+    await upgrade(db_url, "0003")
+    engine = create_engine(db_url)
+    jobs = {"j1": '{"request": {"aspect_ratio": [16, 9]}}', "j2": "{}"}
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO guild_settings (guild_id, banned_words, allowed_channel_ids, "
+                    "buttons_owner_only, updated_at) VALUES (1, '[]', '[]', :no, :now)"
+                ),
+                {"no": False, "now": utcnow()},
+            )
+            for job_id, params in jobs.items():
+                await connection.execute(
+                    text(
+                        "INSERT INTO jobs (id, kind, user_id, channel_id, prompt, params, seed, seeds, "
+                        "status, attempts, created_at, gpu_seconds) VALUES (:id, 'imagine', 2, 3, 'a cat', "
+                        ":params, 7, '[]', 'succeeded', 1, :now, 0.5)"
+                    ),
+                    {"id": job_id, "params": params, "now": utcnow()},
+                )
+        await upgrade(db_url)
+        async with engine.connect() as connection:
+            rule = (await connection.execute(text("SELECT gallery FROM guild_settings"))).scalar_one()
+            rows = (
+                await connection.execute(text("SELECT id, aspect, user_name FROM jobs ORDER BY id"))
+            ).all()
+    finally:
+        await engine.dispose()
+    assert rule == "off"
+    assert [tuple(row) for row in rows] == [("j1", "16:9", None), ("j2", None, None)]
+    down = await downgrade(db_url, "0003")
+    assert down.after == "0003"
+    _, diff = await _inspect(db_url)
+    assert {change[3].name for change in diff if change[0] == "add_column"} == GALLERY_COLUMNS
 
 
 async def test_unknown_revision_is_a_migration_error(db_url: str) -> None:

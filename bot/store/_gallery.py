@@ -1,0 +1,225 @@
+"""What the web gallery reads: a server's finished jobs newest first (searched, filtered, paged by
+keyset), a job's family tree, and the usage ledger per day and per member for the admin page.
+
+Only jobs that succeeded and were not flagged by the safety check are ever returned: a moderated
+or flagged image never reaches the gallery, whoever asks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.store.models import Job, JobStatus, UsageEntry
+
+__all__ = [
+    "FAMILY_LIMIT",
+    "DayUsage",
+    "GalleryQuery",
+    "MemberUsage",
+    "family_of",
+    "gallery_job",
+    "gallery_jobs",
+    "member_names",
+    "usage_by_day",
+    "usage_by_member",
+]
+
+FAMILY_LIMIT: Final = 500
+"""The most jobs a family tree shows (a tree this big is a very busy afternoon)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GalleryQuery:
+    """Which of a server's jobs a gallery page lists; every filter given must hold."""
+
+    guild_id: int
+    owner_only: int | None = None
+    """Only this member's jobs: what they may see when the server's gallery is off for them."""
+    words: tuple[str, ...] = ()
+    """Each must appear in the prompt (case-insensitive)."""
+    aspect: str | None = None
+    model: str | None = None
+    member: int | None = None
+    since: date | None = None
+    until: date | None = None
+    """Inclusive: jobs of that whole day (UTC) are listed."""
+    before: tuple[datetime, str] | None = None
+    """The (created_at, id) of the last job on the previous page: list only older ones."""
+
+
+def _shown() -> ColumnElement[bool]:
+    return and_(Job.status == JobStatus.SUCCEEDED, Job.flagged == false())
+
+
+def _like(word: str) -> str:
+    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _filtered(query: GalleryQuery) -> Select[Job]:
+    statement = select(Job).where(Job.guild_id == query.guild_id, _shown())
+    if query.owner_only is not None:
+        statement = statement.where(Job.user_id == query.owner_only)
+    if query.member is not None:
+        statement = statement.where(Job.user_id == query.member)
+    for word in query.words:
+        statement = statement.where(Job.prompt.ilike(_like(word), escape="\\"))
+    if query.aspect is not None:
+        statement = statement.where(Job.aspect == query.aspect)
+    if query.model is not None:
+        statement = statement.where(Job.model == query.model)
+    if query.since is not None:
+        statement = statement.where(Job.created_at >= _day_start(query.since))
+    if query.until is not None:
+        statement = statement.where(Job.created_at < _day_start(query.until, after=True))
+    if query.before is not None:
+        at, job_id = query.before
+        statement = statement.where(or_(Job.created_at < at, and_(Job.created_at == at, Job.id < job_id)))
+    return statement
+
+
+def _day_start(day: date, *, after: bool = False) -> datetime:
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return start + timedelta(days=1) if after else start
+
+
+async def gallery_jobs(session: AsyncSession, query: GalleryQuery, *, limit: int) -> list[Job]:
+    """Up to `limit` jobs matching `query`, newest first (ties broken by id, so paging is stable)."""
+    statement = _filtered(query).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+    return list((await session.scalars(statement)).all())
+
+
+async def gallery_job(session: AsyncSession, guild_id: int, job_id: str) -> Job | None:
+    """The server's job `job_id` if the gallery may show it at all (succeeded, not flagged)."""
+    statement = select(Job).where(Job.id == job_id, Job.guild_id == guild_id, _shown())
+    return (await session.scalars(statement)).one_or_none()
+
+
+async def family_of(session: AsyncSession, job: Job) -> tuple[Job, list[Job]]:
+    """The `/imagine` (or oldest ancestor still stored) `job` came from, and every job made from that
+    root, at any depth, oldest first; at most `FAMILY_LIMIT` of them. Every status is included: the
+    caller decides what to show."""
+    root = job
+    seen = {job.id}
+    while root.parent_id is not None and root.parent_id not in seen and len(seen) < FAMILY_LIMIT:
+        parent = await session.get(Job, root.parent_id)
+        if parent is None:
+            break
+        seen.add(parent.id)
+        root = parent
+    family: list[Job] = []
+    level = [root.id]
+    while level and len(family) < FAMILY_LIMIT:
+        statement = (
+            select(Job)
+            .where(Job.parent_id.in_(level))
+            .order_by(Job.created_at, Job.id)
+            .limit(FAMILY_LIMIT - len(family))
+        )
+        children = list((await session.scalars(statement)).all())
+        family += children
+        level = [child.id for child in children]
+    return root, family
+
+
+async def member_names(session: AsyncSession, guild_id: int, user_ids: Sequence[int]) -> dict[int, str]:
+    """A display name each member's jobs in the server keep (members whose jobs keep none are left out)."""
+    if not user_ids:
+        return {}
+    statement = (
+        select(Job.user_id, func.max(Job.user_name))
+        .where(Job.guild_id == guild_id, Job.user_id.in_(set(user_ids)), Job.user_name.is_not(None))
+        .group_by(Job.user_id)
+    )
+    return {user_id: name for user_id, name in (await session.execute(statement)).all() if name}
+
+
+@dataclass(frozen=True, slots=True)
+class DayUsage:
+    """One UTC day of a server's usage ledger."""
+
+    day: date
+    jobs: int
+    gpu_seconds: float
+    images: int
+    hosted_images: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberUsage:
+    """One member's use of a server: over the whole period, and on their busiest day in it."""
+
+    user_id: int
+    jobs: int
+    gpu_seconds: float
+    hosted_images: int
+    busiest_jobs: int
+    busiest_gpu_seconds: float
+    busiest_hosted_images: int
+
+
+def _day_of(session: AsyncSession) -> ColumnElement[Any]:
+    # The UTC calendar day of a ledger row; PostgreSQL would otherwise use the session's time zone.
+    if session.get_bind().dialect.name == "postgresql":
+        return func.date(func.timezone("UTC", UsageEntry.at))
+    return func.date(UsageEntry.at)
+
+
+def _as_date(value: date | str) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(value)
+
+
+async def _daily_rows(session: AsyncSession, guild_id: int, since: datetime, *, per_member: bool) -> Any:
+    day = _day_of(session).label("day")
+    hosted = func.sum(UsageEntry.images).filter(UsageEntry.hosted).label("hosted_images")
+    columns: list[Any] = [
+        day,
+        func.sum(UsageEntry.jobs),
+        func.sum(UsageEntry.gpu_seconds),
+        func.sum(UsageEntry.images),
+        hosted,
+    ]
+    group: list[Any] = [day]
+    if per_member:
+        columns.insert(0, UsageEntry.user_id)
+        group.insert(0, UsageEntry.user_id)
+    statement = (
+        select(*columns)
+        .where(UsageEntry.guild_id == guild_id, UsageEntry.at >= since)
+        .group_by(*group)
+        .order_by(*group)
+    )
+    return (await session.execute(statement)).all()
+
+
+async def usage_by_day(session: AsyncSession, guild_id: int, since: datetime) -> list[DayUsage]:
+    """The server's usage per UTC day from `since` on, oldest first (days with none are left out)."""
+    rows = await _daily_rows(session, guild_id, since, per_member=False)
+    return [
+        DayUsage(_as_date(day), int(jobs or 0), float(seconds or 0), int(images or 0), int(hosted or 0))
+        for day, jobs, seconds, images, hosted in rows
+    ]
+
+
+async def usage_by_member(session: AsyncSession, guild_id: int, since: datetime) -> list[MemberUsage]:
+    """Each member's usage of the server from `since` on, the most GPU time first."""
+    totals: dict[int, list[float]] = {}
+    for user_id, _day, jobs, seconds, _images, hosted in await _daily_rows(
+        session, guild_id, since, per_member=True
+    ):
+        entry = totals.setdefault(user_id, [0, 0.0, 0, 0, 0.0, 0])
+        day = (int(jobs or 0), float(seconds or 0), int(hosted or 0))
+        for i, value in enumerate(day):
+            entry[i] += value
+            entry[3 + i] = max(entry[3 + i], value)
+    members = [
+        MemberUsage(user_id, int(v[0]), v[1], int(v[2]), int(v[3]), v[4], int(v[5]))
+        for user_id, v in totals.items()
+    ]
+    return sorted(members, key=lambda m: (-m.gpu_seconds, -m.jobs, m.user_id))
