@@ -13,8 +13,9 @@ import discord
 from bot.client import INTENTS, ImagineBot
 from bot.config import Config
 from bot.health import freeze_startup_heap, watch_health
-from bot.services import open_services
+from bot.services import Services, open_services
 from bot.store.errors import StoreError
+from bot.web import GalleryUnavailable, serve_gallery
 from engine.backend import Backend
 from engine.errors import CredentialsRejected, EngineError, QueueUnavailable
 
@@ -40,11 +41,24 @@ async def run(config: Config, token: str, *, backend: Backend | None = None) -> 
     async with (
         open_services(config, backend=backend, grace_s=SHUTDOWN_GRACE_S) as services,
         ImagineBot(services, intents=INTENTS) as bot,
+        _gallery(services, bot),
         watch_health(config.health_interval_s),
     ):
         _close_on_signals(bot)
         freeze_startup_heap()
         await bot.start(token)
+
+
+def _gallery(services: Services, bot: ImagineBot) -> contextlib.AbstractAsyncContextManager[object]:
+    """The web gallery beside the bot, naming servers from the bot's cache; none with port 0."""
+    if services.config.web_port == 0:
+        return contextlib.nullcontext()
+
+    def guild_name(guild_id: int) -> str | None:
+        guild = bot.get_guild(guild_id)
+        return guild.name if guild is not None else None
+
+    return serve_gallery(services, guild_name=guild_name)
 
 
 def _close_on_signals(bot: ImagineBot) -> None:
@@ -82,7 +96,7 @@ def main(config: Config) -> int:
     logging.getLogger("discord.http").setLevel(max(logging.INFO, logging.getLevelName(config.log_level)))
     try:
         asyncio.run(run(config, config.discord_token))
-    except (QueueUnavailable, CredentialsRejected) as exc:  # a setting to fix, like a bad token
+    except (QueueUnavailable, CredentialsRejected, GalleryUnavailable) as exc:  # a setting to fix
         print(f"imaginebot: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (StoreError, EngineError) as exc:

@@ -26,7 +26,7 @@ __all__ = ["COGS", "INTENTS", "ImagineBot"]
 
 log = logging.getLogger(__name__)
 
-COGS = ("bot.cogs.imagine", "bot.cogs.info", "bot.cogs.settings", "bot.cogs.admin")
+COGS = ("bot.cogs.imagine", "bot.cogs.info", "bot.cogs.settings", "bot.cogs.admin", "bot.cogs.gallery")
 
 INTENTS = discord.Intents(guilds=True)
 """Slash commands and buttons arrive as interactions, which need no privileged intent."""
@@ -50,6 +50,7 @@ class ImagineBot(commands.AutoShardedBot):
         self.db = services.db
         self.jobs = services.jobs
         self.safety_checker = services.safety_checker
+        self.gallery_keys = services.gallery_keys
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(*DYNAMIC_ITEMS)

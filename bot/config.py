@@ -108,6 +108,19 @@ class Config(BaseSettings):
     discord_image_format: Literal["webp", "jpeg", "png"] = "webp"
     """The grid posted to Discord (recipe in EXIF UserComment for WebP/JPEG); the data dir keeps PNGs."""
 
+    # --- web gallery -----------------------------------------------------------------------
+    web_host: str = "127.0.0.1"
+    """The address the web gallery listens on (0.0.0.0 for every interface, behind your proxy)."""
+    web_port: int = Field(default=8080, ge=0, le=65535)
+    """The web gallery's port; 0 = no gallery (and `/gallery` says so)."""
+    web_url: str | None = None
+    """The gallery's public address, as members reach it (https://gallery.example.org), used in
+    `/gallery` links; None = http://web_host:web_port."""
+    web_secret: SecretStr | None = None
+    """Signs gallery links and sessions; None = a random one generated once into the data dir."""
+    web_link_ttl_s: float = Field(default=900.0, ge=10, le=7 * 24 * 3600)
+    """How long a `/gallery` link may be opened after it was made."""
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     health_interval_s: float = Field(default=600.0, ge=0)
     """Seconds between the log's health lines (event-loop lag, memory); 0 = none."""
@@ -118,6 +131,15 @@ class Config(BaseSettings):
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("it must be a Redis URL like redis://host:6379/0 (or rediss://, unix://)")
         return value
+
+    @field_validator("web_url")
+    @classmethod
+    def _web_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("it must be an http(s) address like https://gallery.example.org")
+        return value.rstrip("/")
 
     @field_validator("model")
     @classmethod
@@ -165,6 +187,14 @@ class Config(BaseSettings):
         return frozenset(
             entry.strip().lower() for entry in self.fetch_allow_hosts.split(",") if entry.strip()
         )
+
+    @property
+    def gallery_url(self) -> str:
+        """Where members reach the web gallery: `web_url`, or the address it listens on."""
+        if self.web_url is not None:
+            return self.web_url
+        host = f"[{self.web_host}]" if ":" in self.web_host else self.web_host
+        return f"http://{host}:{self.web_port}"
 
     @property
     def attachment_limit_bytes(self) -> int:

@@ -15,7 +15,7 @@ import discord
 from PIL import Image
 
 from bot.jobs import JobCard, UserInfo, message_url
-from bot.policy import FlaggedImages
+from bot.policy import FlaggedImages, GalleryAccess
 from bot.store.models import Job, JobKind, JobStatus
 
 __all__ = [
@@ -26,6 +26,8 @@ __all__ = [
     "cancelled_content",
     "failed_content",
     "flagged_images_rule",
+    "gallery_link_content",
+    "gallery_rule",
     "history_content",
     "info_content",
     "moderated_content",
@@ -60,28 +62,10 @@ def _prompt(text: str) -> str:
     return discord.utils.escape_markdown(shown)
 
 
-_EDIT_HEADS = {"zoom": "Zoom Out", "square": "Make Square", "region": "Vary (Region)"}
-"""What an edit's message calls it, as Midjourney does (a pan names its direction: `Pan Left`)."""
-
-
-def _what(card: JobCard) -> str | None:
-    """How Midjourney names a job made by a button (`Variations (Strong)`, `Zoom Out`); None for a grid."""
-    if card.kind is JobKind.VARIATION:
-        return f"Variations ({card.variation})" if card.variation else "Variations"
-    if card.kind is JobKind.UPSCALE and card.upscale:
-        return f"Upscaled ({card.upscale})"
-    if card.edit:
-        operation, *rest = card.edit.split()
-        if operation == "pan" and rest:
-            return f"Pan {rest[0].capitalize()}"
-        return _EDIT_HEADS.get(operation, operation.capitalize())
-    return None
-
-
 def _head(card: JobCard) -> str:
     if card.kind is JobKind.UPSCALE and not card.upscale:
         return f"**{_prompt(card.prompt)}** - Image #{card.parent_index} <@{card.user_id}>"
-    what = _what(card)
+    what = card.what
     if what is not None:
         return f"**{_prompt(card.prompt)}** - {what} by <@{card.user_id}>"
     return f"**{_prompt(card.prompt)}** - <@{card.user_id}>"
@@ -233,6 +217,33 @@ _FLAGGED_IMAGES = {
 def flagged_images_rule(rule: FlaggedImages) -> str:
     """/config show's line on what flagged images get."""
     return f"`{rule.value}`: {_FLAGGED_IMAGES[rule]}"
+
+
+_GALLERY = {
+    GalleryAccess.OFF: "each member sees only their own jobs",
+    GalleryAccess.MEMBERS: "every member who opens it with /gallery sees everyone's jobs",
+    GalleryAccess.PUBLIC: "anyone with the gallery's address sees everyone's jobs",
+}
+
+
+def gallery_rule(rule: GalleryAccess) -> str:
+    """/config show's line on who sees the server's jobs in the web gallery."""
+    return f"`{rule.value}`: {_GALLERY[rule]}"
+
+
+def gallery_link_content(url: str, *, minutes: int, rule: GalleryAccess, admin: bool) -> str:
+    """/gallery's private answer: the member's own sign-in link and what they will see."""
+    sees = {
+        GalleryAccess.OFF: "your own jobs (this server keeps each member's to themselves)",
+        GalleryAccess.MEMBERS: "every member's jobs on this server",
+        GalleryAccess.PUBLIC: "every member's jobs on this server (its gallery is public)",
+    }[rule]
+    extra = " and the admin page (usage per day and per member)" if admin else ""
+    return (
+        f"**[Open the gallery]({url})** — it shows {sees}{extra}.\n"
+        f"The link signs you in as you: don't share it. It works for {minutes} minutes; "
+        "the session it opens lasts a day."
+    )
 
 
 def attachment_file(path: Path, *, spoiler: bool = False) -> discord.File:

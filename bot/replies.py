@@ -41,6 +41,7 @@ def requester(interaction: discord.Interaction[Any]) -> Requester:
     channel = interaction.channel
     return Requester(
         user_id=user.id,
+        user_name=user.display_name,
         guild_id=interaction.guild_id,
         channel_id=interaction.channel_id or 0,
         role_ids=roles,

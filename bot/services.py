@@ -18,6 +18,7 @@ from bot.jobs import JobService
 from bot.store.db import Database
 from bot.store.migrate import upgrade
 from bot.store.queries import MAX_ATTEMPTS
+from bot.web import GalleryKeys
 from engine.backend import Backend, Capabilities
 from engine.errors import ModelLoadError
 from engine.queue import JobQueue, LocalQueue, RemoteQueue
@@ -36,6 +37,8 @@ class Services:
     db: Database
     queue: JobQueue
     jobs: JobService
+    gallery_keys: GalleryKeys
+    """Sign `/gallery` links and check the sessions they open (`IMAGINE_WEB_SECRET` or the data dir's)."""
     safety_checker: str | None = None
     """The name of the safety checker the model's images go through here; None when there is none, or
     when jobs run on remote workers (each worker's `IMAGINE_SAFETY_CHECKER` decides there)."""
@@ -76,6 +79,7 @@ async def open_services(
     waits in Redis meanwhile).
     """
     await asyncio.to_thread(config.data_dir.mkdir, parents=True, exist_ok=True)
+    keys = await asyncio.to_thread(GalleryKeys.load, config)
     await upgrade(config.database_url)
     async with (
         await Database.connect(config.database_url) as db,
@@ -91,7 +95,9 @@ async def open_services(
             capabilities=functools.partial(capabilities_of, config, default),
         )
         try:
-            yield Services(config=config, db=db, queue=queue, jobs=jobs, safety_checker=checker)
+            yield Services(
+                config=config, db=db, queue=queue, jobs=jobs, gallery_keys=keys, safety_checker=checker
+            )
         finally:
             await queue.close(grace_s=grace_s)
             await jobs.close()

@@ -14,7 +14,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import render
-from bot.policy import FlaggedImages, QuotaRuleSpec, QuotaScope
+from bot.policy import FlaggedImages, GalleryAccess, QuotaRuleSpec, QuotaScope
 from bot.store import queries as q
 from bot.store.models import GuildRules
 
@@ -66,7 +66,8 @@ def _config_text(rules: GuildRules, safety_check: str) -> str:
     return (
         f"**Banned words:** {words}\n**Channels:** {channels}\n**Who may press buttons:** {owner_only}\n"
         f"**Safety check:** {safety_check}\n"
-        f"**Flagged images:** {render.flagged_images_rule(rules.flagged_images)}"
+        f"**Flagged images:** {render.flagged_images_rule(rules.flagged_images)}\n"
+        f"**Web gallery:** {render.gallery_rule(rules.gallery)}"
     )
 
 
@@ -79,7 +80,7 @@ class AdminCog(commands.Cog):
     )
     config = app_commands.Group(
         name="config",
-        description="Banned words, channels, button owners, moderation",
+        description="Banned words, channels, button owners, moderation, the web gallery",
         default_permissions=_ADMIN,
         guild_only=True,
     )
@@ -232,6 +233,16 @@ class AdminCog(commands.Cog):
         flagged_images: Literal["block", "spoiler", "allow"],
     ) -> None:
         await self._update(interaction, flagged_images=FlaggedImages(flagged_images))
+
+    @config.command(name="gallery", description="Who sees this server's images in the web gallery (/gallery)")
+    @app_commands.describe(
+        access="off: each member sees only their own; members: every member with a /gallery link; "
+        "public: anyone with the address"
+    )
+    async def config_gallery(
+        self, interaction: discord.Interaction[ImagineBot], access: Literal["off", "members", "public"]
+    ) -> None:
+        await self._update(interaction, gallery=GalleryAccess(access))
 
 
 async def setup(bot: ImagineBot) -> None:

@@ -325,6 +325,7 @@ class JobService:
             session,
             kind=job.kind,
             user_id=who.user_id,
+            user_name=who.user_name,
             guild_id=who.guild_id,
             channel_id=who.channel_id,
             prompt=job.prompt,

@@ -104,6 +104,8 @@ class Requester:
     role_ids: tuple[int, ...] = ()
     age_restricted: bool = False
     """The channel is one Discord marks age-restricted: the only kind where flagged images may be posted."""
+    user_name: str | None = None
+    """Their display name, kept with their jobs for the web gallery."""
     operator: bool = False
     """The bot's owner at its terminal (`imaginebot imagine`): no member limits or quotas apply, and
     the jobs are never resumed by the bot after a restart (nobody would see them)."""
@@ -111,6 +113,10 @@ class Requester:
 
 OPERATOR = Requester(user_id=0, guild_id=None, channel_id=0, operator=True)
 """The requester of `imaginebot imagine`."""
+
+
+_EDIT_HEADS = {"zoom": "Zoom Out", "square": "Make Square", "region": "Vary (Region)"}
+"""What an edit is called, as Midjourney does (a pan names its direction: `Pan Left`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +150,21 @@ class JobCard:
     model: str | None = None
     """The `--v`/`--niji` alias the job asked for (None = the default model): its engine decides which
     buttons its images get (`engine.backend.Capabilities.edits`)."""
+
+    @property
+    def what(self) -> str | None:
+        """How Midjourney names a job made by a button (`Variations (Strong)`, `Zoom Out`, `Pan Left`);
+        None for a grid and for a U button's upscale (its message names the image instead)."""
+        if self.kind is JobKind.VARIATION:
+            return f"Variations ({self.variation})" if self.variation else "Variations"
+        if self.kind is JobKind.UPSCALE and self.upscale:
+            return f"Upscaled ({self.upscale})"
+        if self.edit:
+            operation, *rest = self.edit.split()
+            if operation == "pan" and rest:
+                return f"Pan {rest[0].capitalize()}"
+            return _EDIT_HEADS.get(operation, operation.capitalize())
+        return None
 
     @classmethod
     def from_job(cls, job: Job) -> JobCard:

@@ -30,6 +30,7 @@ def make_config(data_dir: Path, **overrides: Any) -> Config:
         "discord_token": "fake-bot-token",
         "model": "simulated",
         "progress_interval_s": 0.5,
+        "web_port": 0,  # no gallery unless a test asks for one (`free_port()`): tests run side by side
     }
     values.update(overrides)
     return Config(_env_file=None, **values)  # type: ignore[call-arg]

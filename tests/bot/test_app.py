@@ -11,7 +11,7 @@ from engine.simulated import SimulatedBackend
 from fakediscord import FakeDiscord
 from tests.bot.discord_fixtures import make_config, started_bot
 
-COMMANDS = ["blend", "cancel", "config", "history", "imagine", "info", "quota", "settings", "show"]
+COMMANDS = ["blend", "cancel", "config", "gallery", "history", "imagine", "info", "quota", "settings", "show"]
 
 
 def test_without_a_token_it_says_how_to_get_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

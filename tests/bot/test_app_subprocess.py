@@ -10,9 +10,11 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from fakediscord import FakeDiscord, MessageRecord
+from tests.bot.web.gallery_fixtures import free_port, gallery_link
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +31,9 @@ def random_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-async def _start(fake: FakeDiscord, data_dir: Path, model: Path, log: Path) -> asyncio.subprocess.Process:
+async def _start(
+    fake: FakeDiscord, data_dir: Path, model: Path, log: Path, web_port: int
+) -> asyncio.subprocess.Process:
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT / "fakediscord/sitecustomize"), str(ROOT)]),
@@ -40,6 +44,7 @@ async def _start(fake: FakeDiscord, data_dir: Path, model: Path, log: Path) -> a
         "IMAGINE_DEVICE": "cpu",
         "IMAGINE_PROGRESS_INTERVAL_S": "0.5",
         "IMAGINE_DIFFUSION_UPSCALE": "false",
+        "IMAGINE_WEB_PORT": str(web_port),
     }
     with log.open("ab") as stderr:  # the child keeps its own copy of the handle
         return await asyncio.create_subprocess_exec(
@@ -65,7 +70,8 @@ async def test_sigkill_mid_run_then_restart_finishes_every_job(
 ) -> None:
     fake = fake_discord
     log = tmp_path / "bot.log"
-    processes.append(await _start(fake, tmp_path, random_tiny_model, log))
+    web_port = free_port()
+    processes.append(await _start(fake, tmp_path, random_tiny_model, log, web_port))
     await fake.wait_until_synced(count=1, timeout=90)
 
     messages: list[MessageRecord] = []
@@ -83,7 +89,7 @@ async def test_sigkill_mid_run_then_restart_finishes_every_job(
     await processes[0].wait()
     await fake.wait_for(lambda _: not fake.sessions, timeout=10, what="the killed bot's gateway to drop")
 
-    processes.append(await _start(fake, tmp_path, random_tiny_model, log))
+    processes.append(await _start(fake, tmp_path, random_tiny_model, log, web_port))
     await fake.wait_for(
         lambda _: all(len(m.custom_ids()) == 9 and m.attachments for m in messages),
         timeout=120,
@@ -91,6 +97,15 @@ async def test_sigkill_mid_run_then_restart_finishes_every_job(
     )
     assert running.content == f"**a red circle --steps 4** - <@{fake.member.user.id}>"
     assert waiting.content == f"**a blue square --steps 1** - <@{fake.other_member.user.id}>"
+    # `imaginebot run` serves the web gallery beside the bot: the member's link shows the resumed job.
+    link = await gallery_link(fake, fake.member)
+    assert link.startswith(f"http://127.0.0.1:{web_port}/login?t=")
+    async with (
+        aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http,
+        http.get(link) as page,
+    ):
+        assert page.status == 200
+        assert "a red circle --steps 4" in await page.text()
     # SIGTERM closes it gracefully: exit status 0, the gateway closed by the bot.
     processes[1].send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(processes[1].wait(), timeout=30) == 0
