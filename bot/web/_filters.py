@@ -9,6 +9,8 @@ from datetime import date, datetime
 from typing import Final
 from urllib.parse import urlencode
 
+from bot.store.queries import GalleryQuery
+
 __all__ = ["MAX_WORDS", "Filters"]
 
 MAX_WORDS: Final = 8
@@ -68,6 +70,20 @@ class Filters:
         if (raw := query.get("before", "")) and (match := _CURSOR.match(raw)):
             before = (datetime.fromisoformat(match.group(1)), match.group(2))
         return cls(text, aspect, model, member, days["since"], days["until"], before, tuple(problems))
+
+    def query(self, guild_id: int, *, owner_only: int | None) -> GalleryQuery:
+        """The store's query for this search in server `guild_id` (only `owner_only`'s jobs, if given)."""
+        return GalleryQuery(
+            guild_id=guild_id,
+            owner_only=owner_only,
+            words=self.words,
+            aspect=self.aspect,
+            model=self.model,
+            member=self.member,
+            since=self.since,
+            until=self.until,
+            before=self.before,
+        )
 
     def after(self, at: datetime, job_id: str) -> Filters:
         """The same search, one page on: jobs older than (`at`, `job_id`)."""

@@ -138,17 +138,7 @@ class Pages:
             return self.render(request, "denied.html", status=403, reason="session", guild=guild)
         everyone = not mine and may_see_server(viewer, access)
         filters = Filters.parse(request.query)
-        query = q.GalleryQuery(
-            guild_id=guild,
-            owner_only=None if everyone else viewer.user_id if viewer else None,
-            words=filters.words,
-            aspect=filters.aspect,
-            model=filters.model,
-            member=filters.member,
-            since=filters.since,
-            until=filters.until,
-            before=filters.before,
-        )
+        query = filters.query(guild, owner_only=None if everyone else viewer.user_id if viewer else None)
         async with self.db.session(read_only=True) as session:
             jobs = await q.gallery_jobs(session, query, limit=PAGE_SIZE + 1)
             member_name = None
