@@ -14,15 +14,19 @@ from typing import Any, Final
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
-from bot.store.models import Job, JobStatus, UsageEntry
+from bot.policy import GalleryAccess
+from bot.store.models import GuildRules, Image, Job, JobStatus, UsageEntry
 
 __all__ = [
     "FAMILY_LIMIT",
     "DayUsage",
+    "GalleryImage",
     "GalleryQuery",
     "MemberUsage",
     "family_of",
+    "gallery_image",
     "gallery_job",
     "gallery_jobs",
     "member_names",
@@ -62,14 +66,23 @@ def _like(word: str) -> str:
     return f"%{escaped}%"
 
 
-def _filtered(query: GalleryQuery) -> Select[Job]:
+def _contains(word: str, dialect: str) -> ColumnElement[bool]:
+    """The prompt holds `word`, in any case. SQLite's LIKE already ignores the case of ASCII letters, and
+    only of those, exactly as its `lower()` does: `ilike`'s lower() on both sides would change nothing
+    there but cost a call per row scanned."""
+    if dialect == "sqlite":
+        return Job.prompt.like(_like(word), escape="\\")
+    return Job.prompt.ilike(_like(word), escape="\\")
+
+
+def _filtered(query: GalleryQuery, dialect: str) -> Select[Job]:
     statement = select(Job).where(Job.guild_id == query.guild_id, _shown())
     if query.owner_only is not None:
         statement = statement.where(Job.user_id == query.owner_only)
     if query.member is not None:
         statement = statement.where(Job.user_id == query.member)
     for word in query.words:
-        statement = statement.where(Job.prompt.ilike(_like(word), escape="\\"))
+        statement = statement.where(_contains(word, dialect))
     if query.aspect is not None:
         statement = statement.where(Job.aspect == query.aspect)
     if query.model is not None:
@@ -80,7 +93,11 @@ def _filtered(query: GalleryQuery) -> Select[Job]:
         statement = statement.where(Job.created_at < _day_start(query.until, after=True))
     if query.before is not None:
         at, job_id = query.before
-        statement = statement.where(or_(Job.created_at < at, and_(Job.created_at == at, Job.id < job_id)))
+        # `created_at <= at` says nothing the OR does not, but unlike the OR it bounds an index range:
+        # without it a deep page walked every newer row of the server (35 ms half-way down 60,000).
+        statement = statement.where(
+            Job.created_at <= at, or_(Job.created_at < at, and_(Job.created_at == at, Job.id < job_id))
+        )
     return statement
 
 
@@ -90,8 +107,16 @@ def _day_start(day: date, *, after: bool = False) -> datetime:
 
 
 async def gallery_jobs(session: AsyncSession, query: GalleryQuery, *, limit: int) -> list[Job]:
-    """Up to `limit` jobs matching `query`, newest first (ties broken by id, so paging is stable)."""
-    statement = _filtered(query).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+    """Up to `limit` jobs matching `query`, newest first (ties broken by id, so paging is stable).
+
+    Each job's `images` holds only what its card shows: the grid (0) and the first image (1)."""
+    dialect = session.get_bind().dialect.name
+    statement = (
+        _filtered(query, dialect)
+        .options(selectinload(Job.images.and_(Image.index <= 1)))
+        .order_by(Job.created_at.desc(), Job.id.desc())
+        .limit(limit)
+    )
     return list((await session.scalars(statement)).all())
 
 
@@ -99,6 +124,33 @@ async def gallery_job(session: AsyncSession, guild_id: int, job_id: str) -> Job 
     """The server's job `job_id` if the gallery may show it at all (succeeded, not flagged)."""
     statement = select(Job).where(Job.id == job_id, Job.guild_id == guild_id, _shown())
     return (await session.scalars(statement)).one_or_none()
+
+
+@dataclass(frozen=True, slots=True)
+class GalleryImage:
+    """One stored image of a job the gallery may show, with what deciding who sees it takes."""
+
+    path: str
+    """Relative to the data dir."""
+    owner_id: int
+    access: GalleryAccess
+    """The server's gallery rule."""
+
+
+async def gallery_image(session: AsyncSession, guild_id: int, job_id: str, index: int) -> GalleryImage | None:
+    """Image `index` of the server's job `job_id` if the gallery may show that job at all: one query, as
+    a page's every thumbnail asks."""
+    statement = (
+        select(Image.path, Job.user_id, GuildRules.gallery)
+        .join(Job, Job.id == Image.job_id)
+        .outerjoin(GuildRules, GuildRules.guild_id == Job.guild_id)
+        .where(Image.job_id == job_id, Image.index == index, Job.guild_id == guild_id, _shown())
+    )
+    row = (await session.execute(statement)).one_or_none()
+    if row is None:
+        return None
+    path, owner_id, access = row
+    return GalleryImage(path, owner_id, access or GalleryAccess.OFF)
 
 
 async def family_of(session: AsyncSession, job: Job) -> tuple[Job, list[Job]]:
@@ -129,15 +181,19 @@ async def family_of(session: AsyncSession, job: Job) -> tuple[Job, list[Job]]:
 
 
 async def member_names(session: AsyncSession, guild_id: int, user_ids: Sequence[int]) -> dict[int, str]:
-    """A display name each member's jobs in the server keep (members whose jobs keep none are left out)."""
-    if not user_ids:
-        return {}
-    statement = (
-        select(Job.user_id, func.max(Job.user_name))
-        .where(Job.guild_id == guild_id, Job.user_id.in_(set(user_ids)), Job.user_name.is_not(None))
-        .group_by(Job.user_id)
-    )
-    return {user_id: name for user_id, name in (await session.execute(statement)).all() if name}
+    """The display name each member's newest named job in the server keeps (members whose jobs keep
+    none are left out). One short indexed lookup per member: a busy member has thousands of jobs."""
+    names: dict[int, str] = {}
+    for user_id in dict.fromkeys(user_ids):
+        statement = (
+            select(Job.user_name)
+            .where(Job.user_id == user_id, Job.guild_id == guild_id, Job.user_name.is_not(None))
+            .order_by(Job.created_at.desc())
+            .limit(1)
+        )
+        if name := (await session.scalars(statement)).first():
+            names[user_id] = name
+    return names
 
 
 @dataclass(frozen=True, slots=True)

@@ -168,7 +168,18 @@ class Job(Base):
         ),
         Index("ix_jobs_status_created_at", "status", "created_at"),
         Index("ix_jobs_user_id_created_at", "user_id", "created_at"),
-        Index("ix_jobs_guild_id_created_at", "guild_id", "created_at"),
+        # The web gallery's: a server's jobs by date, and the words of their prompts. On PostgreSQL a
+        # GIN index (btree_gin for the server and the dates, pg_trgm for `ILIKE '%word%'`); elsewhere a
+        # B-tree whose entries carry the prompt, so a search tests each prompt without reading its row.
+        # Migration 0004 falls back to a B-tree on (guild_id, created_at) where the extensions are missing.
+        Index(
+            "ix_jobs_gallery",
+            "guild_id",
+            "created_at",
+            "prompt",
+            postgresql_using="gin",
+            postgresql_ops={"prompt": "gin_trgm_ops"},
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_job_id)

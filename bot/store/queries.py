@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from bot.store._gallery import (
     DayUsage,
+    GalleryImage,
     GalleryQuery,
     MemberUsage,
     family_of,
+    gallery_image,
     gallery_job,
     gallery_jobs,
     member_names,
@@ -52,6 +54,7 @@ __all__ = [
     "MAX_ATTEMPTS",
     "UNSET",
     "DayUsage",
+    "GalleryImage",
     "GalleryQuery",
     "ImageRecord",
     "MemberUsage",
@@ -61,6 +64,7 @@ __all__ = [
     "create_job",
     "delete_quota_rule",
     "family_of",
+    "gallery_image",
     "gallery_job",
     "gallery_jobs",
     "get_guild_rules",
