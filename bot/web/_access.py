@@ -22,7 +22,6 @@ from typing import Final
 
 from bot.config import Config
 from bot.policy import GalleryAccess
-from bot.store.models import Job
 
 __all__ = ["SESSION_TTL_S", "AccessDenied", "GalleryKeys", "Pass", "may_see", "may_see_server"]
 
@@ -146,9 +145,9 @@ def may_see_server(viewer: Pass | None, access: GalleryAccess) -> bool:
     return access is GalleryAccess.MEMBERS and viewer is not None
 
 
-def may_see(viewer: Pass | None, job: Job, access: GalleryAccess) -> bool:
-    """Whether `viewer` may see `job` of the server whose gallery rule is `access` (the caller has
-    already made sure the job belongs to that server and may be shown at all)."""
-    if viewer is not None and viewer.user_id == job.user_id:
+def may_see(viewer: Pass | None, owner_id: int, access: GalleryAccess) -> bool:
+    """Whether `viewer` may see a job of member `owner_id` in the server whose gallery rule is `access`
+    (the caller has already made sure the job belongs to that server and may be shown at all)."""
+    if viewer is not None and viewer.user_id == owner_id:
         return True
     return may_see_server(viewer, access)

@@ -6,9 +6,10 @@ they may see (`bot.web._access`); anything they may not see is a 404, as if it d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, Final
 
 from aiohttp import web
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config
 from bot.jobs import JobCard
@@ -34,6 +36,10 @@ __all__ = ["PAGE_SIZE", "Pages"]
 log = logging.getLogger("bot.web")
 
 PAGE_SIZE: Final = 48
+GALLERY_SESSIONS: Final = 4
+"""At most this many of the gallery's database sessions at once, whatever the number of visitors: the
+pool's other connections stay free for the job service, so browsing never holds up generation
+(bench/gallery.py: with 20 clients browsing and no cap, generation on SQLite fell to 0.3 of its rate)."""
 ADMIN_DAYS: Final = 30
 _MAX_ID = 2**63 - 1
 _GRID = 0
@@ -72,6 +78,7 @@ class Pages:
         self.guild_name = guild_name
         self.models = models
         self.data_dir = config.data_dir.resolve()
+        self._sessions = asyncio.Semaphore(GALLERY_SESSIONS)
         self.templates = Environment(
             loader=PackageLoader("bot.web", "templates"),
             autoescape=True,
@@ -79,6 +86,8 @@ class Pages:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        for name in self.templates.list_templates(extensions=["html"]):
+            self.templates.get_template(name)  # compiled now, not on the loop when a first visitor asks
 
     # --- who is looking -------------------------------------------------------------------
 
@@ -98,8 +107,14 @@ class Pages:
             refused(request, str(exc))
             return None
 
+    @contextlib.asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncSession]:
+        """A read-only session, once one of the gallery's `GALLERY_SESSIONS` is free."""
+        async with self._sessions, self.db.session(read_only=True) as session:
+            yield session
+
     async def _access(self, guild: int) -> GalleryAccess:
-        async with self.db.session(read_only=True) as session:
+        async with self._read() as session:
             return (await q.get_guild_rules(session, guild)).gallery
 
     # --- pages ----------------------------------------------------------------------------
@@ -139,7 +154,7 @@ class Pages:
         everyone = not mine and may_see_server(viewer, access)
         filters = Filters.parse(request.query)
         query = filters.query(guild, owner_only=None if everyone else viewer.user_id if viewer else None)
-        async with self.db.session(read_only=True) as session:
+        async with self._read() as session:
             jobs = await q.gallery_jobs(session, query, limit=PAGE_SIZE + 1)
             member_name = None
             if filters.member is not None:
@@ -168,7 +183,7 @@ class Pages:
         guild = self._guild(request)
         viewer = self._viewer(request, guild)
         job, access = await self._visible_job(request, guild, viewer)
-        async with self.db.session(read_only=True) as session:
+        async with self._read() as session:
             root, family = await q.family_of(session, job)
         main = _image(job, _GRID) or _image(job, 1)
         recipe = None
@@ -184,16 +199,20 @@ class Pages:
             main=main,
             cells=[image for image in job.images if image.index != _GRID] if _image(job, _GRID) else [],
             recipe=recipe,
-            tree=_tree(root, family, lambda other: may_see(viewer, other, access)),
+            tree=_tree(root, family, lambda other: may_see(viewer, other.user_id, access)),
         )
 
     async def image(self, request: web.Request) -> web.StreamResponse:
         """A job's stored PNG (grid 0, cells 1–4), or its WebP thumbnail."""
         guild = self._guild(request)
-        job, _ = await self._visible_job(request, guild, self._viewer(request, guild))
-        index = int(request.match_info["index"])
-        image = _image(job, index)
-        path = self._file(image.path) if image is not None else None
+        viewer = self._viewer(request, guild)
+        job_id, index = request.match_info["job"], int(request.match_info["index"])
+        async with self._read() as session:
+            image = await q.gallery_image(session, guild, job_id, index)
+        if image is None or not may_see(viewer, image.owner_id, image.access):
+            refused(request, f"job {job_id} is not visible to {viewer.user_id if viewer else 'a visitor'}")
+            raise web.HTTPNotFound()
+        path = self._file(image.path)
         if path is None:
             raise web.HTTPNotFound()
         size = request.match_info.get("size")
@@ -202,11 +221,11 @@ class Pages:
                 path,
                 headers={
                     "Content-Type": "image/png",
-                    "Content-Disposition": f'inline; filename="imaginebot-{job.id[:8]}-{index}.png"',
+                    "Content-Disposition": f'inline; filename="imaginebot-{job_id[:8]}-{index}.png"',
                     "Cache-Control": "private, max-age=86400",
                 },
             )
-        thumb = await self.thumbnails.get(path, f"{job.id}-{index}", Size(size))
+        thumb = await self.thumbnails.get(path, f"{job_id}-{index}", Size(size))
         return web.FileResponse(
             thumb, headers={"Content-Type": "image/webp", "Cache-Control": "private, max-age=86400"}
         )
@@ -219,7 +238,7 @@ class Pages:
             refused(request, "admin page for a non-admin" if viewer else "not signed in")
             return self.render(request, "denied.html", status=403, reason="admin", guild=guild)
         since = (utcnow() - timedelta(days=ADMIN_DAYS - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
-        async with self.db.session(read_only=True) as session:
+        async with self._read() as session:
             days = await q.usage_by_day(session, guild, since)
             members = (await q.usage_by_member(session, guild, since))[:25]
             rules = await q.quota_rules(session, guild)
@@ -308,10 +327,10 @@ class Pages:
         self, request: web.Request, guild: int, viewer: Pass | None
     ) -> tuple[Job, GalleryAccess]:
         job_id = request.match_info["job"]
-        async with self.db.session(read_only=True) as session:
+        async with self._read() as session:
             job = await q.gallery_job(session, guild, job_id)
             access = (await q.get_guild_rules(session, guild)).gallery
-        if job is None or not may_see(viewer, job, access):
+        if job is None or not may_see(viewer, job.user_id, access):
             refused(request, f"job {job_id} is not visible to {viewer.user_id if viewer else 'a visitor'}")
             raise web.HTTPNotFound()
         return job, access

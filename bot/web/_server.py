@@ -7,6 +7,7 @@ thread. Nothing it does waits on the GPU or holds the loop for long.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -127,34 +128,39 @@ async def serve_gallery(
     from bot.services import worker_models
 
     config = services.config
+    host = host or config.web_host
+    port = config.web_port if port is None else port
     thumbnails = Thumbnails(config.data_dir / "thumbs")
-    pages = Pages(
-        config=config,
-        db=services.db,
-        keys=services.gallery_keys,
-        thumbnails=thumbnails,
-        guild_name=guild_name,
-        models=tuple(worker_models(config)),
-    )
-    app = build_app(pages)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
     try:
-        host = host or config.web_host
-        port = config.web_port if port is None else port
-        site = web.TCPSite(runner, host, port)
+        await asyncio.to_thread(thumbnails.start)
+        pages = Pages(
+            config=config,
+            db=services.db,
+            keys=services.gallery_keys,
+            thumbnails=thumbnails,
+            guild_name=guild_name,
+            models=tuple(worker_models(config)),
+        )
+        runner = web.AppRunner(build_app(pages), access_log=None, handle_signals=False)
+        await runner.setup()
         try:
-            await site.start()
-        except OSError as exc:
-            raise GalleryUnavailable(
-                f"The web gallery cannot listen on {host}:{port} ({exc.strerror or exc}); set "
-                "IMAGINE_WEB_PORT to a free port, IMAGINE_WEB_HOST to an address of this machine, "
-                "or IMAGINE_WEB_PORT=0 for none."
-            ) from None
-        bound = runner.addresses[0]
-        url = f"http://{bound[0]}:{bound[1]}" if ":" not in bound[0] else f"http://[{bound[0]}]:{bound[1]}"
-        log.info("web gallery on %s (members are sent to %s)", url, config.gallery_url)
-        yield RunningGallery(url, app)
+            yield await _listen(runner, host, port, config.gallery_url)
+        finally:
+            await runner.cleanup()
     finally:
-        await runner.cleanup()
         thumbnails.close()
+
+
+async def _listen(runner: web.AppRunner, host: str, port: int, public_url: str) -> RunningGallery:
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        raise GalleryUnavailable(
+            f"The web gallery cannot listen on {host}:{port} ({exc.strerror or exc}); set "
+            "IMAGINE_WEB_PORT to a free port, IMAGINE_WEB_HOST to an address of this machine, "
+            "or IMAGINE_WEB_PORT=0 for none."
+        ) from None
+    bound_host, bound_port = runner.addresses[0][:2]
+    url = f"http://[{bound_host}]:{bound_port}" if ":" in bound_host else f"http://{bound_host}:{bound_port}"
+    log.info("web gallery on %s (members are sent to %s)", url, public_url)
+    return RunningGallery(url, runner.app)

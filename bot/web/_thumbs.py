@@ -1,15 +1,18 @@
-"""WebP thumbnails of stored images: made once, on one thread of their own, cached in the data dir.
+"""WebP thumbnails of stored images: made once, in one process of their own, cached in the data dir.
 
-One thread, not a pool: a gallery full of new images then takes one core at most while it catches up,
-and generation, Discord and the event loop keep the rest.
+One worker, not a pool: a gallery full of new images then takes one core at most while it catches up,
+and generation, Discord and the event loop keep the rest. A process rather than a thread: decoding and
+encoding hold Python's lock in places, and the bot's event loop must not wait for it
+(bench/gallery.py measures the loop while thumbnails are made).
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import multiprocessing
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from PIL import Image
@@ -35,8 +38,16 @@ class Thumbnails:
 
     def __init__(self, folder: Path) -> None:
         self._folder = folder
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="thumbnails")
+        # forkserver: the worker starts from a clean process, not a fork of the bot's threads and model.
+        self._executor = ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("forkserver")
+        )
         self._making: dict[Path, asyncio.Future[Path]] = {}
+
+    def start(self) -> None:
+        """Start the worker process now and wait until it is ready (slow: call it in a thread), so that a
+        first visitor's thumbnail does not hold up the event loop while a process starts."""
+        self._executor.submit(os.getpid).result()
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -7,6 +7,7 @@ gallery is the real application served on a loopback port.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import logging
@@ -18,12 +19,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 from PIL import Image
+from sqlalchemy import event
 
 from bot.policy import GalleryAccess, QuotaScope
 from bot.services import Services, open_services
 from bot.store import JobKind
 from bot.store import queries as q
 from bot.web import SECURITY_HEADERS, GalleryKeys, serve_gallery
+from bot.web._pages import GALLERY_SESSIONS
 from engine.simulated import SimulatedBackend
 from tests.bot.discord_fixtures import make_config
 
@@ -353,3 +356,33 @@ async def test_images_keep_their_recipe_and_thumbnails_are_made_once(site: Site)
         made = cached.stat().st_mtime_ns
         assert await status(alice, f"{site.base}/g/{SERVER}/jobs/{job}/0-t.webp") == 200
         assert cached.stat().st_mtime_ns == made
+
+
+async def test_many_visitors_at_once_hold_only_a_few_database_connections(site: Site) -> None:
+    # The pool's other connections stay free for the job service: browsing never holds up generation.
+    jobs = [await site.job(ALICE, f"picture {n}") for n in range(6)]
+    await site.rule(GalleryAccess.PUBLIC)
+    pool = site.services.db.engine.sync_engine.pool
+    held, most = 0, 0
+
+    def checkout(*_: object) -> None:
+        nonlocal held, most
+        held += 1
+        most = max(most, held)
+
+    def checkin(*_: object) -> None:
+        nonlocal held
+        held -= 1
+
+    event.listen(pool, "checkout", checkout)
+    event.listen(pool, "checkin", checkin)
+    try:
+        async with browser(site) as visitor:
+            urls = [f"{site.base}/g/{SERVER}/jobs/{job}/{cell}-t.webp" for job in jobs for cell in range(5)]
+            urls += [f"{site.base}/g/{SERVER}/jobs/{job}" for job in jobs] + [f"{site.base}/g/{SERVER}/"] * 10
+            statuses = await asyncio.gather(*(status(visitor, url) for url in urls))
+    finally:
+        event.remove(pool, "checkout", checkout)
+        event.remove(pool, "checkin", checkin)
+    assert set(statuses) == {200}
+    assert 1 < most <= GALLERY_SESSIONS
