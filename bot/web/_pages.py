@@ -21,10 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config
 from bot.jobs import JobCard
-from bot.policy import GalleryAccess, QuotaScope
+from bot.policy import GalleryAccess, Limits, QuotaScope, resolve_limits
 from bot.store import Database, Job, JobKind, JobStatus, utcnow
 from bot.store import Image as StoredImage
 from bot.store import queries as q
+from bot.store.queries import DayUsage, MemberUsage
 from bot.web._access import SESSION_TTL_S, AccessDenied, GalleryKeys, Pass, may_see, may_see_server
 from bot.web._charts import Bar, columns_chart, rows_chart
 from bot.web._filters import Filters
@@ -44,6 +45,39 @@ ADMIN_DAYS: Final = 30
 _MAX_ID = 2**63 - 1
 _GRID = 0
 _COOKIE = "imaginebot_{guild}"
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    """One quantity the admin page plots, per day and per member against its daily quota."""
+
+    title: str
+    unit: str
+    per_day: Callable[[DayUsage], float]
+    busiest: Callable[[MemberUsage], float]
+    quota: Callable[[Limits], float | None]
+    hosted_only: bool = False
+    """Plotted only when a hosted engine made images in the period."""
+
+
+_MEASURES: Final = (
+    Measure("Jobs", "jobs", lambda d: d.jobs, lambda m: m.busiest_jobs, lambda q: q.jobs_per_day),
+    Measure(
+        "GPU minutes",
+        "GPU minutes",
+        lambda d: d.gpu_seconds / 60,
+        lambda m: m.busiest_gpu_seconds / 60,
+        lambda q: q.gpu_minutes_per_day,
+    ),
+    Measure(
+        "Hosted-engine images",
+        "images",
+        lambda d: d.hosted_images,
+        lambda m: m.busiest_hosted_images,
+        lambda q: q.images_per_day,
+        hosted_only=True,
+    ),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,63 +281,39 @@ class Pages:
             names = await q.member_names(session, guild, people)
         by_day = {day.day: day for day in days}
         calendar = [(since + timedelta(days=i)).date() for i in range(ADMIN_DAYS)]
-        server = next((rule for rule in rules if rule.scope is QuotaScope.GUILD), None)
-        own = {rule.target_id: rule for rule in rules if rule.scope is QuotaScope.USER}
-
-        def limit(user_id: int, name: str) -> float | None:
-            for rule in (own.get(user_id), server):
-                value = getattr(rule, name) if rule is not None else None
-                if value is not None:
-                    return float(value)
-            return None
+        limits = {
+            m.user_id: resolve_limits(
+                rules,  # no roles: the web does not know a member's; role rules are listed below the charts
+                user_id=m.user_id,
+                default_max_waiting=self.config.max_waiting_per_owner,
+                default_max_running=self.config.max_running_per_owner,
+            )
+            for m in members
+        }
 
         def who(user_id: int) -> str:
             return names.get(user_id) or f"member {user_id}"
 
-        hosted = any(day.hosted_images for day in days)
-        charts = [
-            columns_chart(
-                "Jobs per day",
-                [Bar(d.isoformat(), by_day[d].jobs if d in by_day else 0) for d in calendar],
-                unit="jobs",
-            ),
-            columns_chart(
-                "GPU minutes per day",
-                [Bar(d.isoformat(), by_day[d].gpu_seconds / 60 if d in by_day else 0) for d in calendar],
-                unit="GPU minutes",
-            ),
-        ]
-        member_charts = [
-            rows_chart(
-                "Jobs on each member's busiest day",
-                [Bar(who(m.user_id), m.busiest_jobs, limit(m.user_id, "jobs_per_day")) for m in members],
-                unit="jobs",
-            ),
-            rows_chart(
-                "GPU minutes on each member's busiest day",
-                [
-                    Bar(who(m.user_id), m.busiest_gpu_seconds / 60, limit(m.user_id, "gpu_minutes_per_day"))
-                    for m in members
-                ],
-                unit="GPU minutes",
-            ),
-        ]
-        if hosted:
+        charts, member_charts = [], []
+        for measure in _MEASURES:
+            if measure.hosted_only and not any(day.hosted_images for day in days):
+                continue
+            zero = DayUsage(since.date(), 0, 0.0, 0, 0)
             charts.append(
                 columns_chart(
-                    "Hosted-engine images per day",
-                    [Bar(d.isoformat(), by_day[d].hosted_images if d in by_day else 0) for d in calendar],
-                    unit="images",
+                    f"{measure.title} per day",
+                    [Bar(d.isoformat(), measure.per_day(by_day.get(d, zero))) for d in calendar],
+                    unit=measure.unit,
                 )
             )
             member_charts.append(
                 rows_chart(
-                    "Hosted-engine images on each member's busiest day",
+                    f"{measure.title} on each member's busiest day",
                     [
-                        Bar(who(m.user_id), m.busiest_hosted_images, limit(m.user_id, "images_per_day"))
+                        Bar(who(m.user_id), measure.busiest(m), measure.quota(limits[m.user_id]))
                         for m in members
                     ],
-                    unit="images",
+                    unit=measure.unit,
                 )
             )
         return self.render(

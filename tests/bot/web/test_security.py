@@ -319,6 +319,25 @@ async def test_prompts_and_names_are_shown_as_text_never_as_markup(site: Site) -
             assert "&lt;img src=x onerror=" in page
 
 
+async def test_a_members_own_rule_replaces_the_servers_on_the_admin_page_as_in_the_quota_check(
+    site: Site,
+) -> None:
+    # As /quota enforces it (bot.policy.resolve_limits): a member's own rule decides every limit, so a
+    # rule that caps only GPU minutes leaves them unlimited in jobs, whatever the server's rule says.
+    await site.job(ALICE, "one")
+    await site.job(BOB, "two")
+    async with site.services.db.session() as session:
+        await q.set_quota_rule(
+            session, SERVER, QuotaScope.GUILD, None, jobs_per_day=5, gpu_minutes_per_day=30
+        )
+        await q.set_quota_rule(session, SERVER, QuotaScope.USER, BOB, gpu_minutes_per_day=10)
+    async with browser(site, ADMIN, admin=True) as admin:
+        page = await (await admin.get(f"{site.base}/g/{SERVER}/admin")).text()
+    assert page.count("quota: 5 jobs a day") == 1  # Alice's, by the server's rule; none for Bob
+    assert page.count("quota: 30 GPU minutes a day") == 1
+    assert page.count("quota: 10 GPU minutes a day") == 1
+
+
 async def test_every_answer_carries_the_security_headers(site: Site) -> None:
     job = await site.job(ALICE, "a lighthouse")
     async with browser(site, ALICE) as alice:
