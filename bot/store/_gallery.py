@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time
 from typing import Any, Final
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from bot.policy import GalleryAccess
+from bot.policy import GalleryAccess, day_window
 from bot.store.models import GuildRules, Image, Job, JobStatus, UsageEntry
 
 __all__ = [
@@ -88,9 +88,9 @@ def _filtered(query: GalleryQuery, dialect: str) -> Select[Job]:
     if query.model is not None:
         statement = statement.where(Job.model == query.model)
     if query.since is not None:
-        statement = statement.where(Job.created_at >= _day_start(query.since))
+        statement = statement.where(Job.created_at >= _utc_day(query.since)[0])
     if query.until is not None:
-        statement = statement.where(Job.created_at < _day_start(query.until, after=True))
+        statement = statement.where(Job.created_at < _utc_day(query.until)[1])
     if query.before is not None:
         at, job_id = query.before
         # `created_at <= at` says nothing the OR does not, but unlike the OR it bounds an index range:
@@ -101,9 +101,9 @@ def _filtered(query: GalleryQuery, dialect: str) -> Select[Job]:
     return statement
 
 
-def _day_start(day: date, *, after: bool = False) -> datetime:
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    return start + timedelta(days=1) if after else start
+def _utc_day(day: date) -> tuple[datetime, datetime]:
+    """UTC midnight starting `day` and the next one, as quotas count days (`bot.policy.day_window`)."""
+    return day_window(datetime.combine(day, time(), UTC))
 
 
 async def gallery_jobs(session: AsyncSession, query: GalleryQuery, *, limit: int) -> list[Job]:

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config
 from bot.jobs import JobCard
-from bot.policy import GalleryAccess, Limits, QuotaScope, resolve_limits
+from bot.policy import GalleryAccess, Limits, QuotaScope, day_window, resolve_limits
 from bot.store import Database, Job, JobKind, JobStatus, utcnow
 from bot.store import Image as StoredImage
 from bot.store import queries as q
@@ -271,7 +271,7 @@ class Pages:
         if viewer is None or not viewer.admin:
             refused(request, "admin page for a non-admin" if viewer else "not signed in")
             return self.render(request, "denied.html", status=403, reason="admin", guild=guild)
-        since = (utcnow() - timedelta(days=ADMIN_DAYS - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        since, _ = day_window(utcnow() - timedelta(days=ADMIN_DAYS - 1))
         async with self._read() as session:
             days = await q.usage_by_day(session, guild, since)
             members = (await q.usage_by_member(session, guild, since))[:25]
