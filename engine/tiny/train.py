@@ -7,6 +7,10 @@ VAE's decoder alone a while longer (the encoder, so the UNet's latents, unchange
 drawn at one of several canvas sizes (`SIZES`), so `--ar` sizes are trained too. The result is a
 diffusers folder that `StableDiffusionPipeline.from_pretrained` loads offline. Timings and losses:
 docs/tiny-model.md.
+
+`--from DIR` runs step 3 alone, further, from a saved pipeline. Off by default, for that: the kind
+contrast (`kind_contrast_loss`), extra weight on shape outlines, plain MSE instead of min-SNR, and a share
+of low-noise timesteps; docs/tiny-model.md says what they did to the v2 candidate.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import copy
 import json
 import math
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,9 +33,22 @@ import torch.nn.functional as F
 
 from engine.tiny import MODEL_DIR, TOKENIZER_DIR
 from engine.tiny.architecture import SCHEDULER_CONFIG, build_components
-from engine.tiny.data import sample_batch
+from engine.tiny.data import COLOURS, SHAPES, sample_batch
 
-__all__ = ["TrainConfig", "encode_text", "main", "measure_latent_scale", "train", "train_unet", "train_vae"]
+__all__ = [
+    "TrainConfig",
+    "encode_text",
+    "kind_contrast_loss",
+    "load_components",
+    "main",
+    "measure_latent_scale",
+    "swap_colour",
+    "swap_kind",
+    "train",
+    "train_further",
+    "train_unet",
+    "train_vae",
+]
 
 Log = Callable[[str], None]
 
@@ -53,11 +71,20 @@ class TrainConfig:
     caption_dropout: float = 0.1
     kl_weight: float = 1e-6
     min_snr_gamma: float = 5.0
+    """Min-SNR loss weighting of the UNet stage (0 = plain epsilon MSE, every timestep alike)."""
     vae_shape_weight: float = 10.0
     """Loss weight of shape pixels against background ones in the VAE stage (1 = plain MSE). Shapes
     cover a few percent of a picture: with plain MSE the VAE learns the background and blurs shapes."""
     unet_shape_weight: float = 4.0
     """The same for the UNet's loss, on the share of each latent's pixel patch that is shape."""
+    edge_weight: float = 0.0
+    """Extra UNet loss weight on latents over a shape's outline (a band of about 4 px), where a circle, a
+    square and a triangle differ (0 = off)."""
+    kind_contrast: float = 0.0
+    """Weight of `kind_contrast_loss` in the UNet stage (0 = off)."""
+    low_noise_share: float = 0.0
+    """Share of the UNet stage's timesteps drawn below `low_noise_t` rather than uniformly (0 = none)."""
+    low_noise_t: int = 400
     one_group: float = 0.8
     """Share of training scenes with one group of shapes (the rest have two)."""
     sizes: tuple[tuple[int, int, float], ...] = SIZES
@@ -183,6 +210,68 @@ def measure_latent_scale(vae: Any, rng: random.Random, batches: int = 8, batch_s
     return float(1.0 / torch.cat(latents).std())
 
 
+def _latent_weights(mask: torch.Tensor, factor: int, config: TrainConfig) -> torch.Tensor:
+    """Per-latent loss weights from a batch's shape mask (N×1×H×W) for latents `factor` times smaller:
+    shape area weighted `unet_shape_weight`, plus `edge_weight` on the outline; mean 1 per picture."""
+    area = F.avg_pool2d(mask, factor)
+    if not config.edge_weight:
+        return _weights(area, config.unet_shape_weight)
+    outline = F.max_pool2d(mask, 5, 1, 2) + F.max_pool2d(-mask, 5, 1, 2)  # dilated minus eroded
+    edge = F.avg_pool2d(outline, factor)
+    weights = 1.0 + (config.unet_shape_weight - 1.0) * area + config.edge_weight * edge
+    return weights / weights.mean(dim=(1, 2, 3), keepdim=True)
+
+
+def _timesteps(count: int, config: TrainConfig, total: int, generator: torch.Generator) -> torch.Tensor:
+    uniform = torch.randint(0, total, (count,), generator=generator)
+    if not config.low_noise_share:
+        return uniform
+    low = torch.randint(0, config.low_noise_t, (count,), generator=generator)
+    return torch.where(torch.rand(count, generator=generator) < config.low_noise_share, low, uniform)
+
+
+_KIND_SWAP = {kind: SHAPES[(i + 1) % len(SHAPES)] for i, kind in enumerate(SHAPES)}
+_KIND_WORD = re.compile(rf"\b({'|'.join(SHAPES)})(s?)\b")
+_COLOUR_WORD = re.compile(rf"\b({'|'.join(COLOURS)})\b")
+
+
+def swap_kind(text: str) -> str:
+    """`text` with every shape word moved on to the next kind (circle → square → triangle → circle)."""
+    return _KIND_WORD.sub(lambda m: _KIND_SWAP[m.group(1)] + m.group(2), text)
+
+
+def swap_colour(text: str, rng: random.Random) -> str:
+    """`text` with one of its colour words (all its occurrences) replaced by a colour it does not name."""
+    named = sorted(set(_COLOUR_WORD.findall(text)))
+    if not named:
+        return text
+    old = rng.choice(named)
+    new = rng.choice([colour for colour in COLOURS if colour not in named])
+    return re.sub(rf"\b{old}\b", new, text)
+
+
+def kind_contrast_loss(
+    tokenizer: Any, text_encoder: Any, captions: list[str], hidden: torch.Tensor, rng: random.Random
+) -> torch.Tensor:
+    """Keeps the text encoder telling shape kinds apart: for each caption that names a shape, its encoding
+    should differ from the same caption with the kind swapped (`swap_kind`) at least as much as from the
+    caption with a colour swapped. Trained jointly without it, the encoder maps "circle" and "square" to
+    almost the same encoding (docs/tiny-model.md), and the UNet cannot learn what it cannot see."""
+    named = [i for i, text in enumerate(captions) if swap_kind(text) != text]
+    if not named:
+        return hidden.new_zeros(())
+    mine = hidden[named]
+    kinds = encode_text(tokenizer, text_encoder, [swap_kind(captions[i]) for i in named])
+    with torch.no_grad():
+        colours = encode_text(tokenizer, text_encoder, [swap_colour(captions[i], rng) for i in named])
+        reference = _rms(mine.detach(), colours).clamp(min=1e-3)
+    return torch.relu(1.0 - _rms(mine, kinds) / reference).mean()
+
+
+def _rms(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return ((a - b) ** 2).mean(dim=(1, 2)).add(1e-8).sqrt()  # finite gradient where a == b
+
+
 def encode_text(tokenizer: Any, text_encoder: Any, captions: list[str]) -> torch.Tensor:
     """Token ids padded to the tokenizer's max length (as the pipeline pads) through the text encoder."""
     ids = tokenizer(
@@ -230,6 +319,7 @@ def train_unet(
         optimiser, lambda s: _cosine(s, config.unet_steps, warmup=min(100, config.unet_steps))
     )
     generator = torch.Generator().manual_seed(config.seed)
+    swaps = random.Random(config.seed + 5)  # its own stream: the data drawn stays that of the run without it
     unet.train()
     text_encoder.train()
     losses: list[float] = []
@@ -240,21 +330,23 @@ def train_unet(
             latents = vae.encode(pixels).latent_dist.sample(generator) * scale
             # Share of each latent's 8×8 pixel patch that is shape, as the loss weight's mask.
             factor = pixels.shape[-1] // latents.shape[-1]
-            latent_mask = F.avg_pool2d(shape_mask(pixels), factor)
+            weights = _latent_weights(shape_mask(pixels), factor, config)
         noise = torch.randn(latents.shape, generator=generator)
-        timesteps = torch.randint(
-            0, noise_schedule.config.num_train_timesteps, (len(latents),), generator=generator
-        )
+        timesteps = _timesteps(len(latents), config, noise_schedule.config.num_train_timesteps, generator)
         noisy = noise_schedule.add_noise(latents, noise, timesteps)
-        predicted = unet(
-            noisy, timesteps, encoder_hidden_states=encode_text(tokenizer, text_encoder, captions)
-        ).sample
-        snr = snr_all[timesteps]
-        weight = torch.clamp(snr, max=config.min_snr_gamma) / snr
+        hidden = encode_text(tokenizer, text_encoder, captions)
+        predicted = unet(noisy, timesteps, encoder_hidden_states=hidden).sample
         squared = F.mse_loss(predicted, noise, reduction="none")
         per_sample = squared.mean(dim=(1, 2, 3))
-        weighted = (squared * _weights(latent_mask, config.unet_shape_weight)).mean(dim=(1, 2, 3))
-        loss = (weighted * weight).mean()
+        weighted = (squared * weights).mean(dim=(1, 2, 3))
+        if config.min_snr_gamma:
+            snr = snr_all[timesteps]
+            weighted = weighted * torch.clamp(snr, max=config.min_snr_gamma) / snr
+        loss: Any = weighted.mean()  # Any: torch's `Tensor.backward` is untyped
+        if config.kind_contrast:
+            loss = loss + config.kind_contrast * kind_contrast_loss(
+                tokenizer, text_encoder, captions, hidden, swaps
+            )
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -283,6 +375,42 @@ def save_pipeline(components: dict[str, Any], out_dir: Path) -> None:
     }
     pipe = StableDiffusionPipeline(**{**components, **halves}, requires_safety_checker=False)
     pipe.save_pretrained(out_dir, safe_serialization=True)
+
+
+def load_components(folder: Path) -> dict[str, Any]:
+    """A trained pipeline's components from its diffusers folder, in fp32 and ready to train further."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(folder, torch_dtype=torch.float32, local_files_only=True)
+    components: dict[str, Any] = dict(pipe.components)
+    components["vae"].requires_grad_(False)
+    return components
+
+
+def train_further(config: TrainConfig, start: Path, out_dir: Path, log: Log = print) -> dict[str, Any]:
+    """Step 3 again, for `config.unet_steps`, from the pipeline in `start` (its VAE as it is, frozen);
+    save to `out_dir`; returns a summary for the docs."""
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    components = load_components(start)
+    started = time.perf_counter()
+
+    def checkpoint(step: int) -> None:
+        save_pipeline(components, out_dir / "checkpoint")
+        log(f"checkpoint at unet step {step} in {out_dir / 'checkpoint'}")
+
+    unet_losses = train_unet(components, config, rng, log, checkpoint)
+    save_pipeline(components, out_dir)
+    summary = {
+        "started_from": str(start),
+        "config": {k: getattr(config, k) for k in config.__slots__},
+        "unet_seconds": round(time.perf_counter() - started, 1),
+        "unet_eps_mse": _milestones(unet_losses),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+    log(json.dumps(summary, indent=2))
+    return summary
 
 
 def train(config: TrainConfig, out_dir: Path, log: Log = print) -> dict[str, Any]:
@@ -349,6 +477,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text-lr", type=float, default=defaults.text_lr)
     parser.add_argument("--vae-shape-weight", type=float, default=defaults.vae_shape_weight)
     parser.add_argument("--unet-shape-weight", type=float, default=defaults.unet_shape_weight)
+    parser.add_argument("--edge-weight", type=float, default=defaults.edge_weight)
+    parser.add_argument("--kind-contrast", type=float, default=defaults.kind_contrast)
+    parser.add_argument("--min-snr-gamma", type=float, default=defaults.min_snr_gamma, help="0 = plain MSE")
+    parser.add_argument("--low-noise-share", type=float, default=defaults.low_noise_share)
+    parser.add_argument("--low-noise-t", type=int, default=defaults.low_noise_t)
+    parser.add_argument(
+        "--from",
+        dest="start",
+        type=Path,
+        help="train the UNet and text encoder further from this pipeline folder (step 3 only)",
+    )
     parser.add_argument("--one-group", type=float, default=defaults.one_group)
     parser.add_argument("--square-only", action="store_true", help="train at 64×64 only")
     parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
@@ -367,11 +506,23 @@ def main(argv: list[str] | None = None) -> int:
         text_lr=args.text_lr,
         vae_shape_weight=args.vae_shape_weight,
         unet_shape_weight=args.unet_shape_weight,
+        edge_weight=args.edge_weight,
+        kind_contrast=args.kind_contrast,
+        min_snr_gamma=args.min_snr_gamma,
+        low_noise_share=args.low_noise_share,
+        low_noise_t=args.low_noise_t,
         one_group=args.one_group,
         sizes=((64, 64, 1.0),) if args.square_only else defaults.sizes,
         checkpoint_every=args.checkpoint_every,
     )
-    summary = train(config, args.out, log=lambda line: print(line, flush=True))
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    if args.start is not None:
+        summary = train_further(config, args.start, args.out, log)
+    else:
+        summary = train(config, args.out, log)
     (args.out / "training.json").write_text(json.dumps(summary, indent=2) + "\n", "utf-8")
     return 0
 

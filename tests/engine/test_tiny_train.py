@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from PIL import Image
 
 from engine.tiny.data import COLOURS, caption, draw, random_scene, sample_batch
 from engine.tiny.train import main
+
+SHAPE_WORDS = ("circle", "circles", "square", "squares")
 
 
 def test_training_script_writes_a_loadable_pipeline(tmp_path: Path) -> None:
@@ -125,3 +128,85 @@ def test_shape_mask_marks_the_shape_not_the_background() -> None:
     assert mask[0, 0, 2, 2] == 0
     # A medium circle: diameter 0.28 of the side, so about 6% of the picture.
     assert 0.04 < float(mask.mean()) < 0.09
+
+
+def test_kind_and_colour_swaps_change_one_attribute() -> None:
+    from engine.tiny.train import swap_colour, swap_kind
+
+    assert swap_kind("two red circles and a blue square on a black background") == (
+        "two red squares and a blue triangle on a black background"
+    )
+    assert swap_kind("a big triangle in the top left") == "a big circle in the top left"
+    assert swap_kind("a pink background") == "a pink background"
+    rng = random.Random(0)
+    for _ in range(20):
+        swapped = swap_colour("a red square on a red background", rng)
+        words = swapped.split()
+        assert words[1] == words[5] != "red"  # every occurrence of the one colour, to a colour not named
+        assert words[2] == "square"
+    assert swap_colour("a big circle", rng) == "a big circle"
+
+
+def _apart(tokenizer: Any, text_encoder: Any, first: str, second: str) -> float:
+    from engine.tiny.train import encode_text
+
+    with torch.no_grad():
+        hidden = encode_text(tokenizer, text_encoder, [first, second])
+    return float((hidden[0] - hidden[1]).pow(2).mean().sqrt())
+
+
+def test_the_kind_contrast_pushes_kinds_encoded_alike_apart() -> None:
+    """A text encoder that barely tells "circle" from "square" (their embeddings almost equal, as joint
+    training drifts to: docs/tiny-model.md) pays the kind contrast, and its gradient moves them apart."""
+    from engine.tiny import build_random_pipeline
+    from engine.tiny.train import encode_text, kind_contrast_loss
+
+    pipe = build_random_pipeline(seed=0)
+    tokenizer, encoder = pipe.tokenizer, pipe.text_encoder
+    table = encoder.get_input_embeddings().weight
+    ids = {word: tokenizer.convert_tokens_to_ids(tokenizer.tokenize(word))[0] for word in SHAPE_WORDS}
+    with torch.no_grad():
+        table[ids["square"]] = table[ids["circle"]] + 1e-3 * torch.randn(table.shape[1])
+        table[ids["squares"]] = table[ids["circles"]] + 1e-3 * torch.randn(table.shape[1])
+    captions = ["a red circle on a blue background", "two green circles on black", "a pink background"]
+    circle, square = captions[0], captions[0].replace("circle", "square")
+    before = _apart(tokenizer, encoder, circle, square)
+    optimiser = torch.optim.SGD(encoder.parameters(), lr=0.05)
+    losses = []
+    for _ in range(5):
+        loss = kind_contrast_loss(
+            tokenizer, encoder, captions, encode_text(tokenizer, encoder, captions), random.Random(0)
+        )
+        losses.append(loss.detach().item())
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    assert losses[0] > 0.9  # a kind swap moves the encoding almost nowhere, a colour swap a lot
+    assert losses[-1] < losses[0]
+    assert _apart(tokenizer, encoder, circle, square) > 5 * before
+    no_shape = kind_contrast_loss(
+        tokenizer, encoder, ["a pink background"], torch.zeros(1, 77, 8), random.Random(0)
+    )
+    assert no_shape.item() == 0
+
+
+def test_training_further_from_a_saved_pipeline(tmp_path: Path) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    from engine.tiny import build_random_pipeline
+
+    start = tmp_path / "start"
+    build_random_pipeline(seed=0).save_pretrained(start)
+    out = tmp_path / "further"
+    steps = ["--unet-steps", "3", "--batch-size", "2", "--square-only", "--min-snr-gamma", "0"]
+    weights = ["--edge-weight", "12", "--low-noise-share", "0.5", "--kind-contrast", "0.2"]
+    assert main(["--from", str(start), "--out", str(out), *steps, *weights]) == 0
+    summary = json.loads((out / "training.json").read_text())
+    assert summary["started_from"] == str(start)
+    assert summary["config"]["kind_contrast"] == 0.2
+    assert len(summary["unet_eps_mse"]) == 3
+    assert "vae_mse" not in summary  # step 3 only: the VAE is the start's
+    pipe = StableDiffusionPipeline.from_pretrained(out, local_files_only=True)
+    first = StableDiffusionPipeline.from_pretrained(start, local_files_only=True)
+    assert torch.equal(pipe.vae.decoder.conv_out.weight, first.vae.decoder.conv_out.weight.half().float())
+    assert not torch.equal(pipe.unet.conv_out.weight, first.unet.conv_out.weight.half().float())
