@@ -328,7 +328,7 @@ def train_unet(
         pixels, captions = _training_batch(rng, config, config.batch_size, config.caption_dropout)
         with torch.no_grad():
             latents = vae.encode(pixels).latent_dist.sample(generator) * scale
-            # Share of each latent's 8×8 pixel patch that is shape, as the loss weight's mask.
+            # Loss weights from how much of each latent's pixel patch is shape (and outline).
             factor = pixels.shape[-1] // latents.shape[-1]
             weights = _latent_weights(shape_mask(pixels), factor, config)
         noise = torch.randn(latents.shape, generator=generator)
