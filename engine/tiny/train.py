@@ -132,8 +132,11 @@ def shape_mask(pixels: torch.Tensor) -> torch.Tensor:
 
 
 def _weights(mask: torch.Tensor, shape_weight: float) -> torch.Tensor:
-    # Per-element loss weights normalised to mean 1 per picture, so the loss scale stays that of MSE.
-    weights = 1.0 + (shape_weight - 1.0) * mask
+    return _normalised(1.0 + (shape_weight - 1.0) * mask)
+
+
+def _normalised(weights: torch.Tensor) -> torch.Tensor:
+    # Per-element loss weights to mean 1 per picture, so the loss scale stays that of MSE.
     return weights / weights.mean(dim=(1, 2, 3), keepdim=True)
 
 
@@ -213,13 +216,11 @@ def measure_latent_scale(vae: Any, rng: random.Random, batches: int = 8, batch_s
 def _latent_weights(mask: torch.Tensor, factor: int, config: TrainConfig) -> torch.Tensor:
     """Per-latent loss weights from a batch's shape mask (N×1×H×W) for latents `factor` times smaller:
     shape area weighted `unet_shape_weight`, plus `edge_weight` on the outline; mean 1 per picture."""
-    area = F.avg_pool2d(mask, factor)
-    if not config.edge_weight:
-        return _weights(area, config.unet_shape_weight)
-    outline = F.max_pool2d(mask, 5, 1, 2) + F.max_pool2d(-mask, 5, 1, 2)  # dilated minus eroded
-    edge = F.avg_pool2d(outline, factor)
-    weights = 1.0 + (config.unet_shape_weight - 1.0) * area + config.edge_weight * edge
-    return weights / weights.mean(dim=(1, 2, 3), keepdim=True)
+    weights = 1.0 + (config.unet_shape_weight - 1.0) * F.avg_pool2d(mask, factor)
+    if config.edge_weight:
+        outline = F.max_pool2d(mask, 5, 1, 2) + F.max_pool2d(-mask, 5, 1, 2)  # dilated minus eroded
+        weights = weights + config.edge_weight * F.avg_pool2d(outline, factor)
+    return _normalised(weights)
 
 
 def _timesteps(count: int, config: TrainConfig, total: int, generator: torch.Generator) -> torch.Tensor:
@@ -377,6 +378,22 @@ def save_pipeline(components: dict[str, Any], out_dir: Path) -> None:
     pipe.save_pretrained(out_dir, safe_serialization=True)
 
 
+def _checkpoints(components: dict[str, Any], out_dir: Path, log: Log) -> Callable[[int], None]:
+    def checkpoint(step: int) -> None:
+        save_pipeline(components, out_dir / "checkpoint")
+        log(f"checkpoint at unet step {step} in {out_dir / 'checkpoint'}")
+
+    return checkpoint
+
+
+def _run_facts(config: TrainConfig) -> dict[str, Any]:
+    return {
+        "config": {k: getattr(config, k) for k in config.__slots__},
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
 def load_components(folder: Path) -> dict[str, Any]:
     """A trained pipeline's components from its diffusers folder, in fp32 and ready to train further."""
     from diffusers import StableDiffusionPipeline
@@ -394,20 +411,13 @@ def train_further(config: TrainConfig, start: Path, out_dir: Path, log: Log = pr
     rng = random.Random(config.seed)
     components = load_components(start)
     started = time.perf_counter()
-
-    def checkpoint(step: int) -> None:
-        save_pipeline(components, out_dir / "checkpoint")
-        log(f"checkpoint at unet step {step} in {out_dir / 'checkpoint'}")
-
-    unet_losses = train_unet(components, config, rng, log, checkpoint)
+    unet_losses = train_unet(components, config, rng, log, _checkpoints(components, out_dir, log))
     save_pipeline(components, out_dir)
     summary = {
         "started_from": str(start),
-        "config": {k: getattr(config, k) for k in config.__slots__},
+        **_run_facts(config),
         "unet_seconds": round(time.perf_counter() - started, 1),
         "unet_eps_mse": _milestones(unet_losses),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
     }
     log(json.dumps(summary, indent=2))
     return summary
@@ -429,17 +439,13 @@ def train(config: TrainConfig, out_dir: Path, log: Log = print) -> dict[str, Any
     if config.checkpoint_every:
         components["vae"].save_pretrained(out_dir / "checkpoint-vae")
 
-    def checkpoint(step: int) -> None:
-        save_pipeline(components, out_dir / "checkpoint")
-        log(f"checkpoint at unet step {step} in {out_dir / 'checkpoint'}")
-
-    unet_losses = train_unet(components, config, rng, log, checkpoint)
+    unet_losses = train_unet(components, config, rng, log, _checkpoints(components, out_dir, log))
     unet_s = time.perf_counter() - started - vae_s
     decoder_losses = finetune_decoder(components["vae"], config, log)
     total_s = time.perf_counter() - started
     save_pipeline(components, out_dir)
     summary = {
-        "config": {k: getattr(config, k) for k in config.__slots__},
+        **_run_facts(config),
         "vae_seconds": round(vae_s, 1),
         "unet_seconds": round(unet_s, 1),
         "decoder_seconds": round(total_s - vae_s - unet_s, 1),
@@ -447,8 +453,6 @@ def train(config: TrainConfig, out_dir: Path, log: Log = print) -> dict[str, Any
         "vae_mse": _milestones(vae_losses),
         "unet_eps_mse": _milestones(unet_losses),
         "decoder_mse": _milestones(decoder_losses),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
     }
     log(json.dumps(summary, indent=2))
     return summary
