@@ -295,10 +295,11 @@ class Pages:
             return names.get(user_id) or f"member {user_id}"
 
         charts, member_charts = [], []
+        hosted = any(day.hosted_images for day in days)
+        zero = DayUsage(since.date(), 0, 0.0, 0, 0)  # a day with no jobs
         for measure in _MEASURES:
-            if measure.hosted_only and not any(day.hosted_images for day in days):
+            if measure.hosted_only and not hosted:
                 continue
-            zero = DayUsage(since.date(), 0, 0.0, 0, 0)
             charts.append(
                 columns_chart(
                     f"{measure.title} per day",
