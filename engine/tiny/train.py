@@ -42,6 +42,7 @@ __all__ = [
     "load_components",
     "main",
     "measure_latent_scale",
+    "parse_sizes",
     "swap_colour",
     "swap_kind",
     "train",
@@ -97,6 +98,26 @@ class TrainConfig:
     """Save the pipeline to `<out>/checkpoint` every this many UNet steps, and the VAE to
     `<out>/checkpoint-vae` after its stage (0 = never). Checkpoints do not change the result."""
     log_every: int = 50
+
+
+def parse_sizes(text: str) -> tuple[tuple[int, int, float], ...]:
+    """`--sizes`: "64x64:0.5,80x56:0.3" → ((64, 64, 0.5), (80, 56, 0.3)); sides multiples of 8."""
+    sizes = []
+    for item in text.split(","):
+        try:
+            canvas, share = item.strip().split(":")
+            width, height = (int(side) for side in canvas.lower().split("x"))
+            weight = float(share)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"a size is WxH:share, like 80x56:0.3; got {item.strip()!r}"
+            ) from None
+        if width % 8 or height % 8 or width <= 0 or height <= 0 or weight <= 0:
+            raise argparse.ArgumentTypeError(
+                f"sides must be positive multiples of 8 and the share above 0; got {item.strip()!r}"
+            )
+        sizes.append((width, height, weight))
+    return tuple(sizes)
 
 
 def _cosine(step: int, total: int, warmup: int) -> float:
@@ -494,6 +515,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--one-group", type=float, default=defaults.one_group)
     parser.add_argument("--square-only", action="store_true", help="train at 64×64 only")
+    parser.add_argument(
+        "--sizes",
+        type=parse_sizes,
+        default=defaults.sizes,
+        help="training canvases as WxH:share, comma-separated (default: "
+        + ",".join(f"{w}x{h}:{share:g}" for w, h, share in SIZES)
+        + ")",
+    )
     parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     args = parser.parse_args(argv)
@@ -516,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
         low_noise_share=args.low_noise_share,
         low_noise_t=args.low_noise_t,
         one_group=args.one_group,
-        sizes=((64, 64, 1.0),) if args.square_only else defaults.sizes,
+        sizes=((64, 64, 1.0),) if args.square_only else args.sizes,
         checkpoint_every=args.checkpoint_every,
     )
 

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from engine.tiny.data import COLOURS, caption, draw, random_scene, sample_batch
-from engine.tiny.train import main
+from engine.tiny.train import main, parse_sizes
 
 SHAPE_WORDS = ("circle", "circles", "square", "squares")
 
@@ -198,15 +198,32 @@ def test_training_further_from_a_saved_pipeline(tmp_path: Path) -> None:
     start = tmp_path / "start"
     build_random_pipeline(seed=0).save_pretrained(start)
     out = tmp_path / "further"
-    steps = ["--unet-steps", "3", "--batch-size", "2", "--square-only", "--min-snr-gamma", "0"]
+    steps = ["--unet-steps", "3", "--batch-size", "2", "--sizes", "64x64:1,72x56:1", "--min-snr-gamma", "0"]
     weights = ["--edge-weight", "12", "--low-noise-share", "0.5", "--kind-contrast", "0.2"]
     assert main(["--from", str(start), "--out", str(out), *steps, *weights]) == 0
     summary = json.loads((out / "training.json").read_text())
     assert summary["started_from"] == str(start)
     assert summary["config"]["kind_contrast"] == 0.2
+    assert summary["config"]["sizes"] == [[64, 64, 1.0], [72, 56, 1.0]]
     assert len(summary["unet_eps_mse"]) == 3
     assert "vae_mse" not in summary  # step 3 only: the VAE is the start's
     pipe = StableDiffusionPipeline.from_pretrained(out, local_files_only=True)
     first = StableDiffusionPipeline.from_pretrained(start, local_files_only=True)
     assert torch.equal(pipe.vae.decoder.conv_out.weight, first.vae.decoder.conv_out.weight.half().float())
     assert not torch.equal(pipe.unet.conv_out.weight, first.unet.conv_out.weight.half().float())
+
+
+@pytest.mark.parametrize("sizes", ["64x64", "64x60:1", "64x64:0", "64*64:1", "64x64:1,"])
+def test_training_sizes_are_checked_before_anything_runs(
+    sizes: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--sizes", sizes])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "argument --sizes" in error
+    assert "WxH:share" in error or "multiples of 8" in error
+
+
+def test_training_sizes_read_as_width_height_and_share() -> None:
+    assert parse_sizes("64x64:0.5, 80X56:0.3") == ((64, 64, 0.5), (80, 56, 0.3))
