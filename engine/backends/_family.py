@@ -10,6 +10,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from engine.tiny import GUIDANCE
+
 __all__ = ["Family", "FamilyKind", "detect_family"]
 
 
@@ -48,7 +50,9 @@ def detect_family(pipe: Any, model_id: str, *, tiny: bool = False) -> Family:
     # Distilled models are named for it; their configs are the base model's, so the name is the signal.
     turbo = any(word in model_id.lower() for word in ("turbo", "lightning"))
     if tiny:
-        return Family(FamilyKind.TINY, native, default_steps=20, default_cfg=7.5, size_multiple=vae_scale)
+        return Family(
+            FamilyKind.TINY, native, default_steps=20, default_cfg=GUIDANCE, size_multiple=vae_scale
+        )
     kind = FamilyKind.SDXL if is_xl else FamilyKind.SD
     if turbo:
         # 2 steps is the sweet spot for a grid: 1 step is noticeably soft, 4 barely better than 2.

@@ -17,7 +17,7 @@ from engine.backends._mapping import size_for
 from engine.backends._upscale import enlarge
 from engine.backends.diffusion import PREVIEW_EVERY, DiffusersBackend
 from engine.errors import GenerationError, JobCancelled, OutOfMemoryError
-from engine.tiny import build_random_pipeline
+from engine.tiny import GUIDANCE, build_random_pipeline
 from engine.types import GenerationRequest, Mode, Progress, WeightedPrompt
 from tests.engine.backends.conftest import run_job
 
@@ -36,7 +36,7 @@ def test_a_grid_is_four_images_at_the_aspect_ratio(
     assert {image.size for image in result.images} == {(width, height)}
     assert (result.width, result.height) == (width, height)
     assert result.seeds == (41, 42, 43, 44)
-    assert (result.steps, result.cfg, result.sampler, result.model) == (2, 7.5, "euler", "tiny-random")
+    assert (result.steps, result.cfg, result.sampler, result.model) == (2, GUIDANCE, "euler", "tiny-random")
     assert result.elapsed_s > 0
 
 

@@ -2,7 +2,7 @@
 original, that the new area is a picture rather than a flat fill, how visible the seams are, and what
 Upscale (Subtle/Creative) keep. Needs the trained weights (`engine.tiny.MODEL_DIR`).
 
-Figures (two cells of "two white squares on a green background", seed 1234; fills seed 7) are in
+Figures (two cells of "two white squares on a green background", seed 1234; fills seed 7; tiny v2) are in
 each test's comments, measured with the helpers here (`seam_ratio`, `variance_ratio`).
 """
 
@@ -86,12 +86,12 @@ def test_a_zoom_out_keeps_the_source_in_its_middle_half(
         shrunk = source.resize((32, 32), Image.Resampling.LANCZOS)
         for image in result.images:
             middle = image.crop(canvas.box)
-            # Measured 0.98–0.99 and 2.5–3.2 levels: only the 2 px feather differs.
+            # Measured 0.99–1.00 and 1.8–4.1 levels: only the 2 px feather differs.
             assert _corr(_small(middle, 16), _small(shrunk, 16)) >= 0.95
             assert np.abs(_small(middle, 16) - _small(shrunk, 16)).mean() < 6
-            assert variance_ratio(image, canvas, source) > 0.3  # measured 0.85–1.65, mean 1.09
-        # Seams: measured 1.5–1.9, mean 1.7 times the typical step: over the target of 1 (a hard paste
-        # of the same fills measures 1.67, the pipeline's own output 1.45).
+            assert variance_ratio(image, canvas, source) > 0.3  # measured 0.57–0.74, mean 0.62
+        # Seams: measured 1.03–1.82, mean 1.46 times the typical step (1.42 and 1.49 by source): over
+        # the target of 1.
         assert np.mean([seam_ratio(image, canvas.mask) for image in result.images]) < 2.2
 
 
@@ -111,9 +111,10 @@ def test_a_pan_keeps_the_source_exactly_and_paints_a_real_strip(
                     assert np.array_equal(kept[:, feather:], original[:, feather:])
                 else:
                     assert np.array_equal(kept[feather:], original[feather:])
-                assert variance_ratio(image, canvas, source) > 0.4  # measured 0.85–1.33, mean 1.05
-            # Seams: pan left measured 0.46–1.23, mean 0.99; pan up 0.72–2.07, mean 1.37.
-            assert np.mean([seam_ratio(image, canvas.mask) for image in result.images]) < 1.7
+                assert variance_ratio(image, canvas, source) > 0.4  # measured 0.74–1.07, mean 0.88
+            # Seams: pan left measured 0.23–0.63, mean 0.42; pan up 0.24–0.56, mean 0.35: under the
+            # image's typical step, as the editing tools promise.
+            assert np.mean([seam_ratio(image, canvas.mask) for image in result.images]) < 1.0
 
 
 def test_vary_region_changes_only_the_chosen_cells(
@@ -128,8 +129,8 @@ def test_vary_region_changes_only_the_chosen_cells(
         for image in result.images:
             assert np.array_equal(_pixels(image)[outside], original[outside])  # exactly, not even VAE noise
             assert np.abs(_pixels(image)[~outside] - original[~outside]).mean() > 3  # the cells did change
-            assert variance_ratio(image, canvas, source) > 0.3  # measured 0.40–0.84, mean 0.56
-        assert np.mean([seam_ratio(image, canvas.mask) for image in result.images]) < 1.1  # measured 0.89
+            assert variance_ratio(image, canvas, source) > 0.3  # measured 0.50–0.96, mean 0.80
+        assert np.mean([seam_ratio(image, canvas.mask) for image in result.images]) < 1.1  # 0.85, 0.97
 
 
 def test_make_square_fills_both_ends_of_a_wide_cell(tiny: DiffusersBackend, tmp_path: Path) -> None:
@@ -154,7 +155,7 @@ def test_upscale_subtle_and_creative_keep_the_composition_and_creative_invents_m
 ) -> None:
     # On this model both change the colours about as much (the VAE's round trip at twice its native
     # size costs 20–25 levels whatever the strength), so "creative changes more" is measured by what
-    # the pass invents: how far two seeds fall apart (measured 5.3 levels subtle, 10.4 creative).
+    # the pass invents: how far two seeds fall apart (measured 4.9 levels subtle, 8.6 creative).
     path, source = cells[0]
     resampled = enlarge(source)
     spread = {}
@@ -167,8 +168,9 @@ def test_upscale_subtle_and_creative_keep_the_composition_and_creative_invents_m
             assert result.extra["mode"] == f"upscale ({name})"
             (big,) = result.images
             assert big.size == (128, 128)
-            # The composition is kept: brightness at 32x32 measured 0.96 (subtle) and 0.93 (creative).
-            assert _corr(_small(big, 32).mean(axis=-1), _small(resampled, 32).mean(axis=-1)) > 0.9
+            # The composition is kept: brightness at 32x32 measured 0.96 (subtle) and 0.88-0.91 (creative,
+            # whose shapes come out crisper and a little smaller than the resampled blur's).
+            assert _corr(_small(big, 32).mean(axis=-1), _small(resampled, 32).mean(axis=-1)) > 0.85
             bigs.append(big)
         spread[name] = float(np.abs(_pixels(bigs[0]) - _pixels(bigs[1])).mean())
     assert spread["creative"] > 1.5 * spread["subtle"]

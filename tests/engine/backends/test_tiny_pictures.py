@@ -72,7 +72,7 @@ def test_an_upscale_keeps_the_composition_of_its_cell(
 def test_chaos_spreads_the_four_images_further_apart(tiny: DiffusersBackend) -> None:
     calm = [_spread(run_job(tiny, PROMPT, seed=s, steps=8).images) for s in (10, 20, 30)]
     wild = [_spread(run_job(tiny, PROMPT, seed=s, steps=8, chaos=100).images) for s in (10, 20, 30)]
-    assert np.mean(wild) > 1.1 * np.mean(calm)  # measured 1.18
+    assert np.mean(wild) > 1.1 * np.mean(calm)  # measured 1.19
 
 
 def test_stop_gives_an_unfinished_but_recognisable_picture(
