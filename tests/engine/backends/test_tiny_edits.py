@@ -153,9 +153,9 @@ def test_make_square_fills_both_ends_of_a_wide_cell(tiny: DiffusersBackend, tmp_
 def test_upscale_subtle_and_creative_keep_the_composition_and_creative_invents_more(
     tiny: DiffusersBackend, cells: list[tuple[Path, Image.Image]]
 ) -> None:
-    # On this model both change the colours about as much (the VAE's round trip at twice its native
-    # size costs 20–25 levels whatever the strength), so "creative changes more" is measured by what
-    # the pass invents: how far two seeds fall apart (measured 4.9 levels subtle, 8.6 creative).
+    # "Creative changes more" is measured by what the pass invents: how far two seeds fall apart
+    # (measured 4.9 levels subtle, 8.6 creative). The distance from the resample would mostly measure the
+    # VAE's round trip at twice its native size (v1: 20–25 levels at either strength; v2: 13 and 19).
     path, source = cells[0]
     resampled = enlarge(source)
     spread = {}
