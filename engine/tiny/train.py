@@ -514,7 +514,14 @@ def main(argv: list[str] | None = None) -> int:
         help="train the UNet and text encoder further from this pipeline folder (step 3 only)",
     )
     parser.add_argument("--one-group", type=float, default=defaults.one_group)
-    parser.add_argument("--square-only", action="store_true", help="train at 64×64 only")
+    parser.add_argument(
+        "--square-only",
+        dest="sizes",
+        action="store_const",
+        const=((64, 64, 1.0),),
+        default=defaults.sizes,
+        help="train at 64×64 only (= --sizes 64x64:1)",
+    )
     parser.add_argument(
         "--sizes",
         type=parse_sizes,
@@ -545,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
         low_noise_share=args.low_noise_share,
         low_noise_t=args.low_noise_t,
         one_group=args.one_group,
-        sizes=((64, 64, 1.0),) if args.square_only else args.sizes,
+        sizes=args.sizes,
         checkpoint_every=args.checkpoint_every,
     )
 
