@@ -183,17 +183,33 @@ class Canvas:
         return self.image.size
 
     def paint_mask(self, cell: int) -> Image.Image:
-        """The pipeline's mask: every `cell`×`cell` block (one latent) that `area` touches, in full.
-        Pipelines binarize the mask and sample it once per latent, so a block partly in the area would
-        be painted or kept by chance; `composite` trims the painting back to `mask` afterwards. Blocks
-        only the feather reaches keep their latents, so the model sees as much of the source as it can."""
+        """The pipeline's mask: whole `cell`×`cell` blocks (one latent each; pipelines binarize the mask
+        and sample it once per latent), 255 = paint.
+
+        A block is painted when it lies wholly in `area`. A block the area only reaches into keeps its
+        latent: the pipeline then paints no block that holds pixels the edit keeps, and what it keeps
+        starts from the canvas's own pixels (for new area, a few pixels of the pre-fill, the source's
+        blurred mirror, next to the source). Measured on the tiny model: a Zoom Out 1.5x of a 128 px
+        image, whose edge falls mid-latent, had seams 1.44 times the image's typical step (and its
+        new area a greyer green than the source) with those blocks painted from noise, 0.51 with
+        them kept; Vary (Region) 1.66 → 1.41. Where the area is narrower than a block, so that a
+        block it reaches has no wholly painted block beside it, that block is painted after all (a
+        thin strip would otherwise keep only the pre-fill). `composite` trims the painting back to
+        `mask` afterwards."""
         alpha = np.asarray(self.area) > 0
         height, width = alpha.shape
         rows, cols = -(-height // cell), -(-width // cell)
-        padded = np.zeros((rows * cell, cols * cell), dtype=bool)
-        padded[:height, :width] = alpha
-        blocks = padded.reshape(rows, cell, cols, cell).any(axis=(1, 3))
-        full = np.repeat(np.repeat(blocks, cell, axis=0), cell, axis=1)[:height, :width]
+        shape = (rows, cell, cols, cell)
+        pad = ((0, rows * cell - height), (0, cols * cell - width))
+        whole = np.pad(alpha, pad, constant_values=True).reshape(shape).all(axis=(1, 3))
+        touched = np.pad(alpha, pad, constant_values=False).reshape(shape).any(axis=(1, 3))
+        grown = np.pad(whole, 1)
+        beside = np.zeros_like(whole)
+        for dy in range(3):
+            for dx in range(3):
+                beside |= grown[dy : dy + rows, dx : dx + cols]
+        painted = whole | (touched & ~beside)
+        full = np.repeat(np.repeat(painted, cell, axis=0), cell, axis=1)[:height, :width]
         return Image.fromarray(np.where(full, 255, 0).astype(np.uint8))
 
 

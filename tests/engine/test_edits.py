@@ -195,17 +195,65 @@ def test_a_region_is_its_cells_with_the_feather_inside_them() -> None:
     assert _alpha(_canvas("region 1 2 3 4 5 6 7 8 9")).min() == 1.0
 
 
-@pytest.mark.parametrize("spec", ["zoom 2", "zoom 1.5", "pan up", "square", "region 1 5 9", "region 2"])
-def test_the_pipelines_mask_is_whole_latents_covering_the_area(spec: str) -> None:
-    canvas = _canvas(spec)
-    mask = np.asarray(canvas.paint_mask(8))
-    assert set(np.unique(mask)) <= {0, 255}
-    blocks = mask.reshape(mask.shape[0] // 8, 8, mask.shape[1] // 8, 8)
+def _blocks(mask: Image.Image, cell: int = 8) -> np.ndarray:
+    """The mask per latent block: True where the whole block is painted (asserting it is all or nothing)."""
+    values = np.asarray(mask)
+    assert set(np.unique(values)) <= {0, 255}
+    blocks = values.reshape(values.shape[0] // cell, cell, values.shape[1] // cell, cell)
     assert np.all(blocks.min(axis=(1, 3)) == blocks.max(axis=(1, 3)))  # constant on every latent
-    area = np.asarray(canvas.area) == 255
-    assert mask[area].min() == 255  # all that is painted is in it
-    touched = area.reshape(blocks.shape).any(axis=(1, 3))
-    assert np.array_equal(blocks.max(axis=(1, 3)) == 255, touched)  # and nothing more
+    return np.asarray(blocks.max(axis=(1, 3)) == 255)
+
+
+@pytest.mark.parametrize(
+    ("spec", "size"),
+    [
+        ("zoom 2", (64, 48)),
+        ("zoom 1.5", (64, 48)),
+        ("zoom 1.5", (128, 128)),
+        ("pan up", (64, 48)),
+        ("square", (64, 48)),
+        ("region 1 5 9", (64, 48)),
+        ("region 2", (128, 128)),
+    ],
+)
+def test_the_pipeline_paints_the_whole_latents_in_the_area_and_keeps_those_it_shares(
+    spec: str, size: tuple[int, int]
+) -> None:
+    canvas = _canvas(spec, _source(*size))
+    painted = _blocks(canvas.paint_mask(8))
+    area = (np.asarray(canvas.area) == 255).reshape(painted.shape[0], 8, painted.shape[1], 8)
+    whole = area.all(axis=(1, 3))
+    assert whole.any()
+    assert np.array_equal(painted, whole)  # every latent wholly in the area, and no other
+
+
+def test_a_zoom_whose_edge_falls_mid_latent_keeps_the_latent_it_shares_with_the_source() -> None:
+    canvas = _canvas("zoom 1.5", _source(128, 128))
+    assert canvas.box == (21, 21, 106, 106)  # 85 px in the middle: its edges fall inside latents 2 and 13
+    painted = _blocks(canvas.paint_mask(8))
+    assert painted[:2].all()  # the rows of latents above and below it, painted
+    assert painted[-2:].all()
+    assert not painted[2, 2:14].any()  # those holding its edge, kept
+    assert not painted[13, 2:14].any()
+    assert not painted[2:14, 2:14].any()
+
+
+def test_a_strip_narrower_than_a_latent_is_painted_where_it_reaches() -> None:
+    # Custom Zoom 1.1 leaves a 6 px ring: no latent lies wholly in it, so those it reaches are painted.
+    canvas = _canvas("zoom 1.1", _source(128, 128))
+    painted = _blocks(canvas.paint_mask(8))
+    area = (np.asarray(canvas.area) == 255).reshape(16, 8, 16, 8)
+    assert not area.all(axis=(1, 3)).any()
+    assert np.array_equal(painted, area.any(axis=(1, 3)))
+    # A wide canvas: 9 px at the sides (one whole latent each) but 6 px above and below; the top and
+    # bottom strips have no whole latent beside them except at the corners, so they are painted too.
+    wide = _canvas("zoom 1.1", _source(192, 128))
+    painted = _blocks(wide.paint_mask(8))
+    assert painted[:, 0].all()
+    assert painted[:, -1].all()
+    assert painted[0, 2:-2].all()
+    assert painted[-1, 2:-2].all()
+    assert not painted[1:-1, 2:-2].any()
 
 
 def test_new_area_starts_from_the_sources_own_colours_not_black() -> None:
