@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from engine.edits import (
+    COLOUR_MATCH_LIMIT,
     Canvas,
     Direction,
     Edit,
@@ -286,10 +287,12 @@ def test_composite_keeps_the_original_exactly_where_the_mask_is_zero(
     alpha = _alpha(canvas)
     assert np.array_equal(result[alpha == 0], original[alpha == 0])
     far = np.asarray(painted, dtype=np.int16)
-    # Well inside the painted area (beyond the colour matching at the border) it is the painting.
+    # Well inside the painted area (beyond the correction at the border) it is the painting, its
+    # colours moved by at most the colour match's limit and its detail untouched.
     deep = (alpha == 1) & (_distance_to_kept(alpha) > 2 * canvas.feather + 1)
     assert deep.any()
-    assert np.array_equal(result[deep], far[deep])
+    assert np.abs(result[deep] - far[deep]).max() <= COLOUR_MATCH_LIMIT + 1
+    assert np.corrcoef(result[deep].ravel(), far[deep].ravel())[0, 1] > 0.98
 
 
 def _distance_to_kept(alpha: np.ndarray) -> np.ndarray:
@@ -308,16 +311,36 @@ def test_composite_of_a_painting_that_matches_gives_the_canvas_back() -> None:
 
 def test_composite_meets_the_original_across_the_feather_without_a_step() -> None:
     # The painting is the original shifted by 60 levels (as a VAE's colour offset would be): the
-    # border colour matching takes the shift out near the border, so no column jumps by much.
+    # colour match takes its most (24 levels) off all of it, the correction at the border the rest
+    # near the border, so no column jumps by much.
     source = Image.new("RGB", (64, 64), (100, 100, 100))
     canvas = _canvas("pan left", source)
     painted = Image.new("RGB", canvas.size, (160, 160, 160))
     row = np.asarray(composite(canvas, painted), dtype=np.float64)[32, :, 0]
     assert row[-1] == 100
-    assert row[0] == 160
+    assert row[0] == 160 - COLOUR_MATCH_LIMIT
     steps = np.abs(np.diff(row))
     assert steps.max() <= 20  # a paste would jump 60 at once
     assert np.count_nonzero(steps) > canvas.feather  # spread wider than the feather alone
+
+
+def test_composite_moves_a_duller_background_to_the_originals_colour_and_leaves_white_shapes_white() -> None:
+    # The painted ring's green is duller than the source's (as the tiny model paints it): its
+    # background takes the source's green, a white square in it stays white.
+    source = Image.new("RGB", (128, 128), (60, 170, 90))
+    canvas = _canvas("zoom 2", source)
+    painting = np.full((128, 128, 3), (75, 160, 105), dtype=np.uint8)
+    painting[4:20, 4:20] = 250
+    result = np.asarray(composite(canvas, Image.fromarray(painting)), dtype=np.int16)
+    assert np.abs(result[24, 8] - (60, 170, 90)).max() <= 1  # the ring, between square and middle
+    assert np.abs(result[64, 2] - (60, 170, 90)).max() <= 1
+    assert result[8:16, 8:16].min() >= 245  # the square, as painted (250; a shift would tint it)
+
+
+def test_composite_moves_no_colour_where_nothing_is_kept() -> None:
+    canvas = _canvas("region 1 2 3 4 5 6 7 8 9", _source(96, 96))
+    painted = _source(96, 96, seed=4)
+    assert composite(canvas, painted).tobytes() == painted.tobytes()
 
 
 def test_a_large_canvas_is_matched_and_kept_the_same_way() -> None:
@@ -328,5 +351,5 @@ def test_a_large_canvas_is_matched_and_kept_the_same_way() -> None:
     result = np.asarray(composite(canvas, Image.new("RGB", canvas.size, (160, 160, 160))), dtype=np.float64)
     row = result[384, :, 0]
     assert np.all(row[: 1024 - canvas.feather] == 100)
-    assert row[-1] == 160
+    assert row[-1] == 160 - COLOUR_MATCH_LIMIT
     assert np.abs(np.diff(row)).max() <= 4  # 60 levels spread over some 50 px
