@@ -8,8 +8,13 @@
    pipeline has been derived and used once, first on a pipeline of Stable Diffusion 1.5's shapes with
    random weights (so the weights dominate the process, as in `bench.weight_sharing`), then on the
    tiny model. Target: ≤ 1.10× text-to-image alone (the inpainting pipeline shares every weight).
+3. `--seams` instead: each tool's seams on what a member edits (U1 and U2 of a grid, upscaled as the U
+   button does; a 4:3 one for Make Square), with the measures of `tests/engine/backends/test_tiny_edits.py`:
+   the brightness step across the border over the image's typical step (target ≤ 1), how far apart the
+   colours on the two sides are (levels), the new area's variance over the source's (0 = a flat fill).
 
     .venv/bin/python -m bench.editing [--rounds 7] [--steps 20] [--no-memory]
+    .venv/bin/python -m bench.editing --seams             # the seams instead
     .venv/bin/python -m bench.editing --save docs/img     # the README's pictures instead
 """
 
@@ -132,8 +137,51 @@ def memory_part() -> None:
     _memory(LoadedModel(pipe, "sd15-shaped-random"), 128, "SD 1.5-shaped, random weights")
 
 
+def _upscaled(
+    backend: DiffusersBackend, folder: Path, name: str, cell: int, **fields: Any
+) -> tuple[Path, Image.Image]:
+    """Cell `cell` of the prompt's grid (seed 1234), upscaled as the U button does (saved as
+    `name`.png in `folder`): what the editing tools' buttons sit under."""
+    grid = _generate(backend, GenerationRequest(PROMPT, seed=1234, **fields))
+    grid.images[cell].save(source := folder / f"{name}-cell.png")
+    request = GenerationRequest(PROMPT, seed=grid.seeds[cell], mode=Mode.UPSCALE, init_image=source, count=1)
+    (big,) = _generate(backend, request).images
+    big.save(path := folder / f"{name}.png")
+    return path, big
+
+
+_SEAM_EDITS = ("zoom 2", "zoom 1.5", "pan left", "pan up", "square", "region 1 5 9")
+
+
+def seams_part(folder: Path) -> None:
+    from tests.engine.backends.test_tiny_edits import canvas_of, colour_step, seam_ratio, variance_ratio
+
+    backend = load_backend("tiny", device="cpu")
+    assert isinstance(backend, DiffusersBackend)
+    squares = [_upscaled(backend, folder, f"u{cell + 1}", cell) for cell in (0, 1)]
+    wide = [_upscaled(backend, folder, "wide-u1", 0, aspect_ratio=(4, 3))]
+    print("tiny model, fills seed 7; U1 and U2 of seed 1234 upscaled (Make Square: U1 of a 4:3 grid):")
+    for spec in _SEAM_EDITS:
+        figures: dict[str, list[float]] = {"seam": [], "colour": [], "variance": []}
+        for path, source in wide if spec == "square" else squares:
+            canvas = canvas_of(source, spec)
+            request = GenerationRequest(PROMPT, seed=7, mode=Mode.EDIT, init_image=path, edit=spec)
+            for image in _generate(backend, request).images:
+                figures["seam"].append(seam_ratio(image, canvas.mask))
+                figures["colour"].append(colour_step(image, canvas))
+                figures["variance"].append(variance_ratio(image, canvas, source))
+        line = "  ".join(
+            f"{name} {min(values):.2f}–{max(values):.2f} (mean {statistics.mean(values):.2f})"
+            for name, values in figures.items()
+        )
+        verdict = "PASS" if statistics.mean(figures["seam"]) <= 1.0 else "FAIL"
+        print(f"  {spec:13s} {line}  seam target <= 1 -> {verdict}")
+    backend.close()
+
+
 def save_pictures(folder: Path, out: Path) -> None:
-    """`editing-*.png`: a source cell, then the four fills each tool paints from it on the tiny model."""
+    """`editing-*.png`: the upscale a member edits, then the four fills each tool paints from it on the
+    tiny model; `editing-upscale.png`: a cell and its upscales."""
     backend = load_backend("tiny", device="cpu")
     assert isinstance(backend, DiffusersBackend)
     out.mkdir(parents=True, exist_ok=True)
@@ -151,30 +199,31 @@ def save_pictures(folder: Path, out: Path) -> None:
             x += image.width * scale + 8
         canvas.save(path)
 
-    cell = _generate(backend, GenerationRequest(PROMPT, seed=1234)).images[1]
-    cell.save(source := folder / "cell.png")
-    wide = _generate(backend, GenerationRequest(PROMPT, seed=1234, aspect_ratio=(4, 3))).images[0]
-    wide.save(wide_source := folder / "wide.png")
+    source, upscaled = _upscaled(backend, folder, "u2", 1)
+    wide_source, wide = _upscaled(backend, folder, "wide-u1", 0, aspect_ratio=(4, 3))
     edits = [
-        ("zoom-2x", "zoom 2", source, cell),
-        ("zoom-1.5x", "zoom 1.5", source, cell),
-        ("pan-left", "pan left", source, cell),
-        ("pan-up", "pan up", source, cell),
+        ("zoom-2x", "zoom 2", source, upscaled),
+        ("zoom-1.5x", "zoom 1.5", source, upscaled),
+        ("pan-left", "pan left", source, upscaled),
+        ("pan-up", "pan up", source, upscaled),
         ("make-square", "square", wide_source, wide),
-        ("vary-region", "region 1 5 9", source, cell),
+        ("vary-region", "region 1 5 9", source, upscaled),
     ]
     for name, spec, path, picture in edits:
         request = GenerationRequest(PROMPT, seed=7, mode=Mode.EDIT, init_image=path, edit=spec)
         result = _generate(backend, request)
         label = result.extra["mode"]
         strip(
-            [("source", picture)] + [(f"{label} #{n}", image) for n, image in enumerate(result.images, 1)],
+            [("upscale", picture)] + [(f"{label} #{n}", image) for n, image in enumerate(result.images, 1)],
             out / f"editing-{name}.png",
+            scale=2,
         )
+    cell = _generate(backend, GenerationRequest(PROMPT, seed=1234)).images[1]
+    cell.save(cell_path := folder / "cell.png")
     upscales = [("resampled 2x", enlarge(cell))]
     for strength in (UPSCALE_SUBTLE, UPSCALE_CREATIVE):
         request = GenerationRequest(
-            PROMPT, seed=5, mode=Mode.UPSCALE, init_image=source, strength=strength, count=1
+            PROMPT, seed=5, mode=Mode.UPSCALE, init_image=cell_path, strength=strength, count=1
         )
         result = _generate(backend, request)
         upscales.append((result.extra["mode"], result.images[0]))
@@ -188,12 +237,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--no-memory", action="store_true", help="skip the memory part (it needs ~6 GiB)")
     parser.add_argument("--save", type=Path, help="write the README's pictures into this folder and stop")
+    parser.add_argument("--seams", action="store_true", help="measure each tool's seams and stop")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     print(f"machine: {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory() as scratch:
         if args.save is not None:
             save_pictures(Path(scratch), args.save)
+            return
+        if args.seams:
+            seams_part(Path(scratch))
             return
         time_part(args, Path(scratch))
     if not args.no_memory:
