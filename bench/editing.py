@@ -138,16 +138,18 @@ def memory_part() -> None:
 
 
 def _upscaled(
-    backend: DiffusersBackend, folder: Path, name: str, cell: int, **fields: Any
-) -> tuple[Path, Image.Image]:
-    """Cell `cell` of the prompt's grid (seed 1234), upscaled as the U button does (saved as
-    `name`.png in `folder`): what the editing tools' buttons sit under."""
+    backend: DiffusersBackend, folder: Path, name: str, cells: tuple[int, ...], **fields: Any
+) -> list[tuple[Path, Image.Image]]:
+    """Cells `cells` (0-based) of the prompt's grid (seed 1234), each upscaled as the U button does
+    (`test_tiny_edits.upscale`): what the editing tools' buttons sit under."""
+    from tests.engine.backends.test_tiny_edits import upscale
+
     grid = _generate(backend, GenerationRequest(PROMPT, seed=1234, **fields))
-    grid.images[cell].save(source := folder / f"{name}-cell.png")
-    request = GenerationRequest(PROMPT, seed=grid.seeds[cell], mode=Mode.UPSCALE, init_image=source, count=1)
-    (big,) = _generate(backend, request).images
-    big.save(path := folder / f"{name}.png")
-    return path, big
+    out = []
+    for cell in cells:
+        grid.images[cell].save(source := folder / f"{name}-u{cell + 1}.png")
+        out.append(upscale(backend, source, grid.seeds[cell], folder))
+    return out
 
 
 _SEAM_EDITS = ("zoom 2", "zoom 1.5", "pan left", "pan up", "square", "region 1 5 9")
@@ -158,8 +160,8 @@ def seams_part(folder: Path) -> None:
 
     backend = load_backend("tiny", device="cpu")
     assert isinstance(backend, DiffusersBackend)
-    squares = [_upscaled(backend, folder, f"u{cell + 1}", cell) for cell in (0, 1)]
-    wide = [_upscaled(backend, folder, "wide-u1", 0, aspect_ratio=(4, 3))]
+    squares = _upscaled(backend, folder, "square", (0, 1))
+    wide = _upscaled(backend, folder, "wide", (0,), aspect_ratio=(4, 3))
     print("tiny model, fills seed 7; U1 and U2 of seed 1234 upscaled (Make Square: U1 of a 4:3 grid):")
     for spec in _SEAM_EDITS:
         figures: dict[str, list[float]] = {"seam": [], "colour": [], "variance": []}
@@ -199,8 +201,8 @@ def save_pictures(folder: Path, out: Path) -> None:
             x += image.width * scale + 8
         canvas.save(path)
 
-    source, upscaled = _upscaled(backend, folder, "u2", 1)
-    wide_source, wide = _upscaled(backend, folder, "wide-u1", 0, aspect_ratio=(4, 3))
+    ((source, upscaled),) = _upscaled(backend, folder, "square", (1,))
+    ((wide_source, wide),) = _upscaled(backend, folder, "wide", (0,), aspect_ratio=(4, 3))
     edits = [
         ("zoom-2x", "zoom 2", source, upscaled),
         ("zoom-1.5x", "zoom 1.5", source, upscaled),
