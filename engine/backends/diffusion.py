@@ -38,6 +38,7 @@ from engine.backends._mapping import (
 from engine.backends._model import LoadedModel, free_device_memory, load_model
 from engine.backends._preview import LatentPreviewer
 from engine.backends._schedulers import DenoisedTap, sampler_name
+from engine.backends._soft_mask import SoftMask
 from engine.edits import CANNOT_PAINT, canvas_for, composite, parse_edit
 from engine.errors import GenerationError, ImageFlagged, JobCancelled, OutOfMemoryError
 from engine.safety import (
@@ -92,10 +93,12 @@ class _Job:
     the original pixels back)."""
     extra: dict[str, str] = field(default_factory=dict)
     """Recipe fields of this job (`GenerationResult.extra`): a `mode` finer than the request's, `strength`."""
+    soft_mask: SoftMask | None = None
+    """An edit's mask, step by step (its calls hand the callback `SoftMask.TENSORS`)."""
 
 
 class _StepCallback:
-    """`callback_on_step_end`: progress events, previews, `--stop` and cancellation."""
+    """`callback_on_step_end`: an edit's soft mask, progress events, previews, `--stop` and cancellation."""
 
     def __init__(
         self,
@@ -105,18 +108,22 @@ class _StepCallback:
         stop: int,
         calls: int,
         tap: DenoisedTap | None = None,
+        soft_mask: SoftMask | None = None,
     ) -> None:
         self._on_progress = on_progress
         self._cancelled = cancelled
         self._previewer = previewer
         self._stop = stop
         self._tap = tap
+        self._soft_mask = soft_mask
         self._calls = calls
         self.call = 0
         self.iterations = 0
         """Most denoising iterations any call ran (all calls of a job run the same schedule)."""
 
     def __call__(self, pipe: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        if self._soft_mask is not None:
+            self._soft_mask(pipe, i, tensors)
         total = stop_iteration(pipe.num_timesteps, self._stop)
         done = i + 1
         self.iterations = max(self.iterations, done)
@@ -386,6 +393,8 @@ class DiffusersBackend:
         source = _open_source(request.init_image, Mode.EDIT)
         canvas = canvas_for(source, edit, multiple=family.size_multiple, max_side=request.max_side)
         pipe = _inpainting(model)
+        cell = int(pipe.vae_scale_factor)  # one latent
+        soft_mask = SoftMask(canvas.latent_strengths(cell), cell)
         sides = prompt_sides(request)
         cfg, note = guidance_for(request, family, has_negative=bool(sides.negative))
         seeds = request.seeds
@@ -401,9 +410,10 @@ class DiffusersBackend:
             [canvas.image] * len(seeds),
             edit.strength,
             steps_for(request, family),
-            mask_image=[canvas.paint_mask(family.size_multiple)] * len(seeds),
+            mask_image=[soft_mask.first()] * len(seeds),
             width=width,
             height=height,
+            callback_on_step_end_tensor_inputs=list(SoftMask.TENSORS),
         )
 
         def finish(outputs: list[Image.Image]) -> list[Image.Image]:
@@ -411,7 +421,9 @@ class DiffusersBackend:
 
         extra = {"mode": edit.label, "strength": f"{edit.strength:g}"}
         notes = [note] if note else []
-        return _Job(pipe, [call], cfg, request.stop, notes=notes, finish=finish, extra=extra)
+        return _Job(
+            pipe, [call], cfg, request.stop, notes=notes, finish=finish, extra=extra, soft_mask=soft_mask
+        )
 
     # --- running -------------------------------------------------------------------------
 
@@ -450,7 +462,9 @@ class DiffusersBackend:
         tap = DenoisedTap(job.pipe.scheduler) if job.stop < 100 else contextlib.nullcontext()
         with model.seamless(request.tile), tap as denoised:
             for attempt in range(2):
-                steps = _StepCallback(on_progress, cancelled, previewer, job.stop, len(calls), denoised)
+                steps = _StepCallback(
+                    on_progress, cancelled, previewer, job.stop, len(calls), denoised, job.soft_mask
+                )
                 try:
                     return self._call(job, calls, steps, cancelled), steps
                 except (RuntimeError, ValueError) as exc:

@@ -9,6 +9,7 @@ from PIL import Image
 
 from engine.edits import (
     COLOUR_MATCH_LIMIT,
+    REGION_RAMP,
     Canvas,
     Direction,
     Edit,
@@ -196,15 +197,6 @@ def test_a_region_is_its_cells_with_the_feather_inside_them() -> None:
     assert _alpha(_canvas("region 1 2 3 4 5 6 7 8 9")).min() == 1.0
 
 
-def _blocks(mask: Image.Image, cell: int = 8) -> np.ndarray:
-    """The mask per latent block: True where the whole block is painted (asserting it is all or nothing)."""
-    values = np.asarray(mask)
-    assert set(np.unique(values)) <= {0, 255}
-    blocks = values.reshape(values.shape[0] // cell, cell, values.shape[1] // cell, cell)
-    assert np.all(blocks.min(axis=(1, 3)) == blocks.max(axis=(1, 3)))  # constant on every latent
-    return np.asarray(blocks.max(axis=(1, 3)) == 255)
-
-
 @pytest.mark.parametrize(
     ("spec", "size"),
     [
@@ -221,17 +213,19 @@ def test_the_pipeline_paints_the_whole_latents_in_the_area_and_keeps_those_it_sh
     spec: str, size: tuple[int, int]
 ) -> None:
     canvas = _canvas(spec, _source(*size))
-    painted = _blocks(canvas.paint_mask(8))
-    area = (np.asarray(canvas.area) == 255).reshape(painted.shape[0], 8, painted.shape[1], 8)
+    strengths = canvas.latent_strengths(8)
+    area = (np.asarray(canvas.area) == 255).reshape(strengths.shape[0], 8, strengths.shape[1], 8)
     whole = area.all(axis=(1, 3))
     assert whole.any()
-    assert np.array_equal(painted, whole)  # every latent wholly in the area, and no other
+    assert np.array_equal(strengths > 0, whole)  # every latent wholly in the area, and no other
+    if not spec.startswith("region"):
+        assert set(np.unique(strengths)) == {0.0, 1.0}  # new area: painted afresh or kept, nothing between
 
 
 def test_a_zoom_whose_edge_falls_mid_latent_keeps_the_latent_it_shares_with_the_source() -> None:
     canvas = _canvas("zoom 1.5", _source(128, 128))
     assert canvas.box == (21, 21, 106, 106)  # 85 px in the middle: its edges fall inside latents 2 and 13
-    painted = _blocks(canvas.paint_mask(8))
+    painted = canvas.latent_strengths(8) > 0
     assert painted[:2].all()  # the rows of latents above and below it, painted
     assert painted[-2:].all()
     assert not painted[2, 2:14].any()  # those holding its edge, kept
@@ -242,19 +236,40 @@ def test_a_zoom_whose_edge_falls_mid_latent_keeps_the_latent_it_shares_with_the_
 def test_a_strip_narrower_than_a_latent_is_painted_where_it_reaches() -> None:
     # Custom Zoom 1.1 leaves a 6 px ring: no latent lies wholly in it, so those it reaches are painted.
     canvas = _canvas("zoom 1.1", _source(128, 128))
-    painted = _blocks(canvas.paint_mask(8))
+    strengths = canvas.latent_strengths(8)
     area = (np.asarray(canvas.area) == 255).reshape(16, 8, 16, 8)
     assert not area.all(axis=(1, 3)).any()
-    assert np.array_equal(painted, area.any(axis=(1, 3)))
+    assert np.array_equal(strengths == 1.0, area.any(axis=(1, 3)))
+    assert np.array_equal(strengths == 0.0, ~area.any(axis=(1, 3)))
     # A wide canvas: 9 px at the sides (one whole latent each) but 6 px above and below; the top and
     # bottom strips have no whole latent beside them except at the corners, so they are painted too.
     wide = _canvas("zoom 1.1", _source(192, 128))
-    painted = _blocks(wide.paint_mask(8))
+    painted = wide.latent_strengths(8) > 0
     assert painted[:, 0].all()
     assert painted[:, -1].all()
     assert painted[0, 2:-2].all()
     assert painted[-1, 2:-2].all()
     assert not painted[1:-1, 2:-2].any()
+
+
+def test_a_region_is_painted_softly_towards_what_stays() -> None:
+    canvas = _canvas("region 5", _source(128, 128))  # cell 5: pixels 43–84 each way
+    strength = np.asarray(canvas.strength, dtype=np.float64) / 255
+    ramp = REGION_RAMP * 128  # 12.8 px
+    assert strength[np.asarray(canvas.area) == 0].max() == 0.0
+    row = strength[64]
+    assert row[42] == 0.0
+    assert row[43] == pytest.approx(1 / ramp, abs=0.01)  # its first pixel, barely
+    assert row[48] == pytest.approx(6 / ramp, abs=0.01)
+    assert row[43 + 13 : 85 - 13].min() == 1.0  # a ramp's width in: afresh
+    assert np.all(np.diff(row[43:64]) >= 0)  # and rising all the way there
+    latents = canvas.latent_strengths(8)
+    assert latents[8, 5] == 0.0  # pixels 40–47: holds pixels of cell 4, kept
+    assert latents[8, 6] == pytest.approx(6 / ramp, abs=0.01)  # 48–55: the least of its pixels
+    assert latents[8, 8] == 1.0  # 64–71: the middle
+    assert latents[8, 9] == pytest.approx(latents[8, 6], abs=0.01)  # 72–79: as far from cell 6
+    everything = _canvas("region 1 2 3 4 5 6 7 8 9", _source(128, 128))
+    assert np.asarray(everything.strength).min() == 255  # nothing stays: all painted afresh
 
 
 def test_new_area_starts_from_the_sources_own_colours_not_black() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from diffusers import (
@@ -138,3 +139,21 @@ def test_sdxl_edits_through_its_own_inpainting_pipeline(sdxl: DiffusersBackend, 
     with Image.open(source) as opened:
         kept = opened.convert("RGB").crop((0, 0, 56, 64))  # left of the feather
     assert all(image.crop((0, 0, 56, 64)).tobytes() == kept.tobytes() for image in result.images)
+
+
+def test_sdxl_paints_a_region_softly_step_by_step(sdxl: DiffusersBackend, tmp_path: Path) -> None:
+    # SDXL's inpainting pipeline hands `SoftMask` its mask too (with added text embeds and time ids
+    # beside it); four steps, so the mask changes between them.
+    source = tmp_path / "cell.png"
+    run_job(sdxl, steps=1, count=1).images[0].save(source)
+    result = run_job(sdxl, "a fox", mode=Mode.EDIT, init_image=source, edit="region 5", steps=4, count=2)
+    assert result.extra["mode"] == "vary region 5"
+    assert result.steps == 4
+    with Image.open(source) as opened:
+        original = np.asarray(opened.convert("RGB"))
+    cell = np.zeros(original.shape[:2], dtype=bool)
+    cell[21:43, 21:43] = True  # the middle third of 64 px
+    for image in result.images:
+        pixels = np.asarray(image)
+        assert np.array_equal(pixels[~cell], original[~cell])
+        assert not np.array_equal(pixels[cell], original[cell])

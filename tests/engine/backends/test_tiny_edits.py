@@ -182,7 +182,7 @@ def test_vary_region_changes_only_the_chosen_cells(
     tiny: DiffusersBackend, upscales: list[tuple[Path, Image.Image]]
 ) -> None:
     spec = "region 1 5 9"
-    seams = []
+    seams, changes = [], []
     for path, source in upscales:
         canvas = canvas_of(source, spec)
         outside = np.asarray(canvas.area) == 0
@@ -190,13 +190,17 @@ def test_vary_region_changes_only_the_chosen_cells(
         original = _pixels(source)
         for image in result.images:
             assert np.array_equal(_pixels(image)[outside], original[outside])  # exactly, not even VAE noise
-            assert np.abs(_pixels(image)[~outside] - original[~outside]).mean() > 3  # the cells did change
-            assert variance_ratio(image, canvas, source) > 0.6  # measured 0.90–1.37
+            changes.append(np.abs(_pixels(image)[~outside] - original[~outside]).mean())
+            assert variance_ratio(image, canvas, source) > 0.6  # measured 0.91–1.34
         seams += [seam_ratio(image, canvas.mask) for image in result.images]
-    # Seams: measured 0.94–1.84, mean 1.41 times the typical step (1.66 before the pipeline kept the
-    # latents the cells share with what stays): over the target of 1. Where a shape crosses a cell's
-    # edge the tiny model does not carry it on into the repainted cell, and the feather fades it out.
-    assert np.mean(seams) < 1.6
+    # The cells did change: measured 6.9–22 levels, mean 14 (every latent of the cells painted from
+    # noise: 13–26, mean 20; `REGION_RAMP` keeps the edges of the cells closer to what was there).
+    assert min(changes) > 3
+    assert np.mean(changes) > 8
+    # Seams: measured 0.57–0.99, mean 0.78 times the typical step (1.41 with every latent of the cells
+    # painted from noise: where a shape crossed a cell's edge the model did not carry it on, and the
+    # feather faded it out). The unedited upscales score 0.42 and 0.75 with this mask.
+    assert np.mean(seams) < 1.0
 
 
 def test_make_square_fills_both_ends_of_a_wide_upscale(tiny: DiffusersBackend, tmp_path: Path) -> None:
